@@ -1,0 +1,334 @@
+//! Client configuration: parsed from JSON (the C and Lua surfaces) or built in Rust.
+
+use crate::error::Refusal;
+use crate::wire;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Default request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default bound on accepted requests whose callback has not run yet.
+pub const DEFAULT_MAX_PENDING: usize = 10_000;
+/// Default number of library worker threads.
+pub const DEFAULT_WORKER_THREADS: usize = 2;
+/// Default cap on an answer body; a larger answer completes `BAD_RESPONSE`.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Where completions are delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Callbacks run inside `poll()`, on the thread that calls it (the game thread).
+    Poll,
+    /// Callbacks run on a library worker thread, one at a time, as soon as a request completes.
+    Thread,
+}
+
+/// The community's API key. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+    /// The key itself, for the request body only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey([redacted])")
+    }
+}
+
+/// Everything a client needs. Build with [`Config::new`] or [`Config::from_json`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub community_id: String,
+    pub api_key: ApiKey,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    pub timeout: Duration,
+    pub delivery: Delivery,
+    pub max_pending: usize,
+    /// Per-type path overrides, e.g. `MODIFY_IDENTIFIER` -> `/emergency/modify_identifiers`.
+    pub paths: HashMap<String, String>,
+    /// Sections for types the built-in table lacks, e.g. `GET_LOGS` -> `general`.
+    pub sections: HashMap<String, String>,
+    pub allow_insecure_http: bool,
+    pub worker_threads: usize,
+    pub max_response_bytes: usize,
+}
+
+impl Config {
+    /// A production configuration with defaults.
+    pub fn new(community_id: impl Into<String>, api_key: impl Into<String>) -> Self {
+        Config {
+            community_id: community_id.into(),
+            api_key: ApiKey::new(api_key),
+            base_url: wire::PRODUCTION_URL.to_string(),
+            timeout: DEFAULT_TIMEOUT,
+            delivery: Delivery::Poll,
+            max_pending: DEFAULT_MAX_PENDING,
+            paths: HashMap::new(),
+            sections: HashMap::new(),
+            allow_insecure_http: false,
+            worker_threads: DEFAULT_WORKER_THREADS,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
+    }
+
+    /// Set the base URL: `production`, `development` or a URL. Checked by [`Config::validate`].
+    pub fn with_api_url(mut self, api_url: &str) -> Self {
+        self.base_url = resolve_api_url(api_url);
+        self
+    }
+
+    /// Parse the JSON configuration the C and Lua surfaces take. Unknown keys are refused by name.
+    pub fn from_json(text: &str) -> Result<Config, Refusal> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Refusal::new(format!("config: not valid JSON ({})", strip_position(&e))))?;
+        Config::from_value(&value)
+    }
+
+    /// Parse a configuration object (already decoded JSON).
+    pub fn from_value(value: &Value) -> Result<Config, Refusal> {
+        let obj = value.as_object().ok_or_else(|| Refusal::new("config: expected a JSON object"))?;
+        const KEYS: &[&str] = &[
+            "community_id",
+            "api_key",
+            "api_url",
+            "timeout_ms",
+            "delivery",
+            "max_pending",
+            "paths",
+            "sections",
+            "allow_insecure_http",
+            "worker_threads",
+            "max_response_bytes",
+        ];
+        if let Some(unknown) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(Refusal::new(format!(
+                "config: unknown key '{}' (known keys: {})",
+                printable(unknown),
+                KEYS.join(", ")
+            )));
+        }
+        let community_id = required_string(obj, "community_id")?;
+        let api_key = required_string(obj, "api_key")?;
+        let mut cfg = Config::new(community_id, api_key);
+        if let Some(v) = obj.get("api_url") {
+            let url = v.as_str().ok_or_else(|| {
+                Refusal::field("config.api_url", "expected \"production\", \"development\" or a URL string")
+            })?;
+            cfg.base_url = resolve_api_url(url);
+        }
+        if let Some(ms) = optional_u64(obj, "timeout_ms", 1, 600_000)? {
+            cfg.timeout = Duration::from_millis(ms);
+        }
+        if let Some(v) = obj.get("delivery") {
+            cfg.delivery = match v.as_str() {
+                Some("poll") => Delivery::Poll,
+                Some("thread") => Delivery::Thread,
+                _ => return Err(Refusal::field("config.delivery", "expected \"poll\" or \"thread\"")),
+            };
+        }
+        if let Some(n) = optional_u64(obj, "max_pending", 1, 1_000_000)? {
+            cfg.max_pending = n as usize;
+        }
+        if let Some(n) = optional_u64(obj, "worker_threads", 1, 16)? {
+            cfg.worker_threads = n as usize;
+        }
+        if let Some(n) = optional_u64(obj, "max_response_bytes", 1024, 1 << 30)? {
+            cfg.max_response_bytes = n as usize;
+        }
+        if let Some(v) = obj.get("allow_insecure_http") {
+            cfg.allow_insecure_http =
+                v.as_bool().ok_or_else(|| Refusal::field("config.allow_insecure_http", "expected true or false"))?;
+        }
+        cfg.paths = string_map(obj, "paths")?;
+        cfg.sections = string_map(obj, "sections")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check every field; called by [`Config::from_json`] and by the client constructor.
+    pub fn validate(&self) -> Result<(), Refusal> {
+        check_header_value("config.community_id", &self.community_id)?;
+        check_header_value("config.api_key", self.api_key.expose())?;
+        check_base_url(&self.base_url, self.allow_insecure_http)?;
+        if self.timeout.is_zero() {
+            return Err(Refusal::field("config.timeout_ms", "must be at least 1"));
+        }
+        if self.max_pending == 0 {
+            return Err(Refusal::field("config.max_pending", "must be at least 1"));
+        }
+        if self.worker_threads == 0 {
+            return Err(Refusal::field("config.worker_threads", "must be at least 1"));
+        }
+        for (ty, path) in &self.paths {
+            check_type_name(&format!("config.paths key '{}'", printable(ty)), ty)?;
+            let ok = path.starts_with('/')
+                && path.len() > 1
+                && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b));
+            if !ok {
+                return Err(Refusal::field(
+                    format!("config.paths.{ty}"),
+                    "expected a path like \"/section/name\" (letters, digits, '/', '_', '-', '.')",
+                ));
+            }
+        }
+        for (ty, section) in &self.sections {
+            check_type_name(&format!("config.sections key '{}'", printable(ty)), ty)?;
+            let ok = !section.is_empty()
+                && section.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b));
+            if !ok {
+                return Err(Refusal::field(
+                    format!("config.sections.{ty}"),
+                    "expected a section name like \"general\" (lower-case letters, digits, '_', '-')",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The path a request type is sent to: the `paths` override, else
+    /// `/{section}/{lower(type)}` with the section from `sections` or the built-in table.
+    pub fn path_for(&self, request_type: &str) -> Result<String, Refusal> {
+        if let Some(p) = self.paths.get(request_type) {
+            return Ok(p.clone());
+        }
+        let section = self
+            .sections
+            .get(request_type)
+            .map(String::as_str)
+            .or_else(|| wire::builtin_section(request_type))
+            .ok_or_else(|| {
+                Refusal::new(format!(
+                    "type: {request_type} is not a type this library knows; register its section with the \
+                     `sections` configuration (e.g. {{\"{request_type}\": \"general\"}}) or its path with `paths`"
+                ))
+            })?;
+        Ok(wire::default_path(section, request_type))
+    }
+}
+
+/// `production` / `development` / any URL (trailing slashes removed).
+fn resolve_api_url(url: &str) -> String {
+    match url.trim() {
+        "production" => wire::PRODUCTION_URL.to_string(),
+        "development" => wire::DEVELOPMENT_URL.to_string(),
+        other => other.trim_end_matches('/').to_string(),
+    }
+}
+
+/// A request type name: upper-case letters, digits and `_`.
+pub fn check_type_name(field: &str, name: &str) -> Result<(), Refusal> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && name.as_bytes()[0].is_ascii_uppercase();
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::field(field, "expected an upper-case API type name like UNIT_STATUS"))
+    }
+}
+
+fn check_base_url(url: &str, allow_insecure_http: bool) -> Result<(), Refusal> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        Refusal::field("config.api_url", format!("not a valid URL ({e}); use \"production\", \"development\" or http(s)://host[:port]"))
+    })?;
+    if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(Refusal::field("config.api_url", "must not carry credentials, a query or a fragment"));
+    }
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            let host = parsed.host_str().unwrap_or("");
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = match bare.parse::<IpAddr>() {
+                Ok(ip) => ip.is_loopback(),
+                Err(_) => bare.eq_ignore_ascii_case("localhost"),
+            };
+            if !loopback && !allow_insecure_http {
+                return Err(Refusal::field(
+                    "config.api_url",
+                    "plain http:// is only accepted for loopback addresses (127.0.0.0/8, ::1, localhost); \
+                     use https:// or set allow_insecure_http = true",
+                ));
+            }
+        }
+        other => {
+            return Err(Refusal::field("config.api_url", format!("unsupported scheme '{other}': expected https:// or http://")))
+        }
+    }
+    if parsed.host().is_none() {
+        return Err(Refusal::field("config.api_url", "has no host"));
+    }
+    Ok(())
+}
+
+/// Values sent in the body must be non-empty and free of control characters.
+fn check_header_value(field: &str, value: &str) -> Result<(), Refusal> {
+    if value.trim().is_empty() {
+        return Err(Refusal::field(field, "must not be empty"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Refusal::field(field, "must not contain control characters"));
+    }
+    if value.len() > 512 {
+        return Err(Refusal::field(field, "is longer than 512 bytes"));
+    }
+    Ok(())
+}
+
+fn required_string(obj: &Map<String, Value>, key: &str) -> Result<String, Refusal> {
+    match obj.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(Refusal::field(format!("config.{key}"), "expected a string")),
+        None => Err(Refusal::field(format!("config.{key}"), "is required")),
+    }
+}
+
+fn optional_u64(obj: &Map<String, Value>, key: &str, min: u64, max: u64) -> Result<Option<u64>, Refusal> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(Refusal::field(format!("config.{key}"), format!("expected an integer from {min} to {max}"))),
+        },
+    }
+}
+
+fn string_map(obj: &Map<String, Value>, key: &str) -> Result<HashMap<String, String>, Refusal> {
+    let Some(v) = obj.get(key) else { return Ok(HashMap::new()) };
+    let m = v
+        .as_object()
+        .ok_or_else(|| Refusal::field(format!("config.{key}"), "expected an object of {\"TYPE\": \"...\"}"))?;
+    m.iter()
+        .map(|(k, v)| match v.as_str() {
+            Some(s) => Ok((k.clone(), s.to_string())),
+            None => Err(Refusal::field(format!("config.{key}.{}", printable(k)), "expected a string")),
+        })
+        .collect()
+}
+
+/// A user-supplied name made safe to quote in a message (control characters escaped, clipped).
+pub(crate) fn printable(s: &str) -> String {
+    let mut out: String = s.chars().take(64).flat_map(char::escape_default).collect();
+    if s.chars().count() > 64 {
+        out.push_str("...");
+    }
+    out
+}
+
+/// serde_json's message without a value echo risk: it only reports syntax and position.
+fn strip_position(e: &serde_json::Error) -> String {
+    format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column())
+}

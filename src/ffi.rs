@@ -1,0 +1,285 @@
+//! The C ABI: an opaque client handle, request functions that return a request id, and
+//! callbacks that receive each result as JSON exactly once.
+//!
+//! Every exported function runs inside a panic boundary, NULL-checks its pointers and checks
+//! its strings for UTF-8. A refused call returns its failure value (NULL or 0) and leaves the
+//! reason in `sonoran_last_error()`.
+
+use crate::client::{Client, Handler};
+use crate::config::Config;
+use crate::error::Refusal;
+use crate::request::Call;
+use crate::response::Completion;
+use serde_json::Value;
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// An opaque Sonoran CAD client. Create with `sonoran_client_new`, free with
+/// `sonoran_client_free`. All functions taking a client may be called from any thread.
+#[allow(non_camel_case_types)]
+pub struct sonoran_client {
+    client: Client,
+}
+
+/// Called exactly once per accepted request. `result_json` is UTF-8 JSON, valid only until the
+/// callback returns. With `"delivery": "poll"` (the default) it runs inside `sonoran_poll` on the
+/// thread calling it; with `"delivery": "thread"` it runs on the library's delivery thread, one
+/// callback at a time. While `sonoran_client_free` runs, remaining callbacks run on the thread
+/// calling it, before it returns. A callback may submit new requests; it must not free the client.
+#[allow(non_camel_case_types)]
+pub type sonoran_callback =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, request_id: u64, result_json: *const c_char)>;
+
+thread_local! {
+    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+fn set_last_error(message: &str) {
+    let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = Some(text));
+}
+
+fn clear_last_error() {
+    LAST_ERROR.with(|e| {
+        if let Ok(mut slot) = e.try_borrow_mut() {
+            slot.take();
+        }
+    });
+}
+
+/// Run `body`; a panic becomes `fail` with a generic last error (never the panic's text).
+fn guard<T>(fail: T, body: impl FnOnce() -> Result<T, Refusal>) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(v)) => {
+            clear_last_error();
+            v
+        }
+        Ok(Err(refusal)) => {
+            set_last_error(refusal.message());
+            fail
+        }
+        Err(_) => {
+            set_last_error("internal error: the library caught a panic at the C boundary (please report it)");
+            fail
+        }
+    }
+}
+
+/// A NUL-terminated UTF-8 argument.
+unsafe fn arg_str<'a>(name: &str, p: *const c_char) -> Result<&'a str, Refusal> {
+    if p.is_null() {
+        return Err(Refusal::field(name, "is NULL"));
+    }
+    CStr::from_ptr(p).to_str().map_err(|_| Refusal::field(name, "is not valid UTF-8"))
+}
+
+unsafe fn arg_json(name: &str, p: *const c_char) -> Result<Value, Refusal> {
+    let text = arg_str(name, p)?;
+    serde_json::from_str(text).map_err(|e| {
+        Refusal::field(name, format!("is not valid JSON ({:?} error at line {} column {})", e.classify(), e.line(), e.column()))
+    })
+}
+
+unsafe fn arg_client<'a>(c: *const sonoran_client) -> Result<&'a Client, Refusal> {
+    c.as_ref().map(|c| &c.client).ok_or_else(|| Refusal::field("client", "is NULL"))
+}
+
+struct CCallback {
+    cb: unsafe extern "C" fn(*mut c_void, u64, *const c_char),
+    user_data: *mut c_void,
+}
+
+// SAFETY: the host hands us `user_data` to be given back to its callback; the threading
+// contract (documented on `sonoran_callback`) says on which thread that happens.
+unsafe impl Send for CCallback {}
+
+impl CCallback {
+    fn call(self, completion: Completion) {
+        let json = CString::new(completion.to_json()).unwrap_or_default();
+        // SAFETY: the host promised a valid function pointer when it submitted the request.
+        unsafe { (self.cb)(self.user_data, completion.id, json.as_ptr()) }
+    }
+}
+
+fn c_handler(cb: sonoran_callback, user_data: *mut c_void) -> Option<Handler> {
+    cb.map(|cb| {
+        let cc = CCallback { cb, user_data };
+        Box::new(move |c: Completion| cc.call(c)) as Handler
+    })
+}
+
+unsafe fn submit(
+    c: *mut sonoran_client,
+    data_json: *const c_char,
+    cb: sonoran_callback,
+    user_data: *mut c_void,
+    build: impl FnOnce(Value) -> Result<Call, Refusal>,
+) -> u64 {
+    guard(0, || {
+        let client = arg_client(c)?;
+        let data = arg_json("data_json", data_json)?;
+        let call = build(data)?;
+        client.submit(call, c_handler(cb, user_data))
+    })
+}
+
+/// Create a client from a JSON configuration (see the README for every key:
+/// `community_id`, `api_key`, `api_url`, `timeout_ms`, `delivery`, `max_pending`, `paths`,
+/// `sections`, `allow_insecure_http`, `worker_threads`, `max_response_bytes`).
+/// Returns NULL when refused; the reason is in `sonoran_last_error()`.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_client_new(config_json: *const c_char) -> *mut sonoran_client {
+    guard(std::ptr::null_mut(), || {
+        let text = arg_str("config_json", config_json)?;
+        let config = Config::from_json(text)?;
+        let client = Client::new(config)?;
+        Ok(Box::into_raw(Box::new(sonoran_client { client })))
+    })
+}
+
+/// Free a client. NULL is a no-op. Stops accepting requests, completes every pending request
+/// (`SHUTDOWN`), runs every remaining callback on this thread, and joins the library's threads
+/// before it returns. Must not be called from inside one of this client's callbacks.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_client_free(client: *mut sonoran_client) {
+    if client.is_null() {
+        return;
+    }
+    guard((), || {
+        drop(Box::from_raw(client));
+        Ok(())
+    })
+}
+
+/// SET_API_ID. `data_json`: an object or array of objects with `username` or `account`,
+/// optional `sessionId`, and `apiIds` (+ `pushNew`, default true) or `id1` / `id2`.
+/// Returns the request id (> 0), or 0 when refused (reason in `sonoran_last_error()`).
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_set_api_id(
+    c: *mut sonoran_client,
+    data_json: *const c_char,
+    cb: sonoran_callback,
+    user_data: *mut c_void,
+) -> u64 {
+    submit(c, data_json, cb, user_data, Call::set_api_id)
+}
+
+/// LINK_CHARACTER: `apiId`, `syncId`, `action` (0 ADD, 2 REMOVE). Returns the request id or 0.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_link_character(
+    c: *mut sonoran_client,
+    data_json: *const c_char,
+    cb: sonoran_callback,
+    user_data: *mut c_void,
+) -> u64 {
+    submit(c, data_json, cb, user_data, Call::link_character)
+}
+
+/// MODIFY_IDENTIFIER: `apiId` or `account`, `action` (0 ADD, 1 EDIT, 2 REMOVE), `identifier`
+/// (ADD, EDIT), `identId` (REMOVE; optional for EDIT). Returns the request id or 0.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_modify_identifier(
+    c: *mut sonoran_client,
+    data_json: *const c_char,
+    cb: sonoran_callback,
+    user_data: *mut c_void,
+) -> u64 {
+    submit(c, data_json, cb, user_data, Call::modify_identifier)
+}
+
+/// SET_ACCOUNT_PERMISSIONS: one of `apiId`, `username`, `accId`; `add`, `remove`, `set`
+/// (permission names), `active`, `join` (with `accId`). Returns the request id or 0.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_set_account_permissions(
+    c: *mut sonoran_client,
+    data_json: *const c_char,
+    cb: sonoran_callback,
+    user_data: *mut c_void,
+) -> u64 {
+    submit(c, data_json, cb, user_data, Call::set_account_permissions)
+}
+
+/// GET_ACCOUNT: one of `apiId`, `username`, `account`. Returns the request id or 0.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_get_account(
+    c: *mut sonoran_client,
+    data_json: *const c_char,
+    cb: sonoran_callback,
+    user_data: *mut c_void,
+) -> u64 {
+    submit(c, data_json, cb, user_data, Call::get_account)
+}
+
+/// CHECK_APIID: `apiId`. Success (`data`: the username) means linked; `NOT_LINKED` means not.
+/// Returns the request id or 0.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_check_api_id(
+    c: *mut sonoran_client,
+    data_json: *const c_char,
+    cb: sonoran_callback,
+    user_data: *mut c_void,
+) -> u64 {
+    submit(c, data_json, cb, user_data, Call::check_api_id)
+}
+
+/// Any API type, e.g. `"UNIT_STATUS"`. `data_json`: an object, an array of objects, or `null`.
+/// The six typed types are validated as by their own functions; other types need a known or
+/// registered section (`sections` / `paths` configuration). Returns the request id or 0.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_request(
+    c: *mut sonoran_client,
+    request_type: *const c_char,
+    data_json: *const c_char,
+    cb: sonoran_callback,
+    user_data: *mut c_void,
+) -> u64 {
+    guard(0, || {
+        let client = arg_client(c)?;
+        let ty = arg_str("type", request_type)?;
+        let data = arg_json("data_json", data_json)?;
+        let call = Call::generic(ty, data)?;
+        client.submit(call, c_handler(cb, user_data))
+    })
+}
+
+/// Run up to `max` ready callbacks on this thread (0 = all ready now); returns how many ran.
+/// Never waits for a result. With `"delivery": "thread"` there is nothing to poll.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_poll(c: *mut sonoran_client, max: u32) -> u32 {
+    guard(0, || {
+        let client = arg_client(c)?;
+        Ok(client.poll(max as usize, |_| {}).min(u32::MAX as usize) as u32)
+    })
+}
+
+/// Accepted requests whose callback has not run yet (in flight, or ready for `sonoran_poll`).
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_pending(c: *const sonoran_client) -> u32 {
+    guard(0, || Ok(arg_client(c)?.pending().min(u32::MAX as usize) as u32))
+}
+
+/// Cancel a request: 1 when it was pending (its callback will report `CANCELLED`, on the next
+/// `sonoran_poll` or on the delivery thread), 0 when the id is unknown or already complete.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_cancel(c: *mut sonoran_client, request_id: u64) -> i32 {
+    guard(0, || Ok(i32::from(arg_client(c)?.cancel(request_id))))
+}
+
+/// The reason this thread's last call was refused, or NULL when it succeeded. The text stays
+/// valid until the next `sonoran_*` call on this thread. Never contains the API key.
+#[no_mangle]
+pub extern "C" fn sonoran_last_error() -> *const c_char {
+    catch_unwind(|| LAST_ERROR.with(|e| e.borrow().as_ref().map_or(std::ptr::null(), |s| s.as_ptr())))
+        .unwrap_or(std::ptr::null())
+}
+
+/// The library version, e.g. "0.1.0". A static string; do not free it.
+#[no_mangle]
+pub extern "C" fn sonoran_version() -> *const c_char {
+    static VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(v) => v,
+        Err(_) => panic!("version is NUL-terminated"),
+    };
+    VERSION.as_ptr()
+}

@@ -1,0 +1,27 @@
+//! # sonoran
+//!
+//! A non-blocking client for the Sonoran CAD web API, for game servers. Every request is queued
+//! onto the library's own tokio runtime; its result is delivered exactly once, either inside
+//! [`Client::poll`] on the game thread or on a library delivery thread.
+//!
+//! Layers: the core (`config`, `request`, `wire`, `transport`, `response`, `client`) knows
+//! neither C nor Lua; [`ffi`] is the C ABI and `lua` (behind the `lua54` / `luajit` / `lua51`
+//! features) the Lua module, both thin translators over the core.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod ffi;
+pub mod request;
+pub mod response;
+mod transport;
+pub mod wire;
+
+pub use client::{Client, Handler};
+pub use config::{ApiKey, Config, Delivery};
+pub use error::Refusal;
+pub use request::{Call, Kind, PERMISSIONS};
+pub use response::{Completion, ErrorCode, Failure, Outcome, Success};
+
+/// The library version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

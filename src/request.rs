@@ -1,0 +1,476 @@
+//! Typed requests and their validation. Nothing is sent unless it passes: the backend
+//! blacklists communities that send malformed requests.
+
+use crate::config::{check_type_name, printable};
+use crate::error::Refusal;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// The 43 permission names SET_ACCOUNT_PERMISSIONS accepts.
+pub const PERMISSIONS: [&str; 43] = [
+    "CIVILIAN", "LAWYER", "DMV", "POLICE", "FIRE", "EMS", "DISPATCH", "ADMIN",
+    "POLRECADD", "POLRECEDIT", "POLRECREMOVE", "POLSUPER", "POLEDITUNIT", "POLEDITOTHERUNIT",
+    "SELFDISPATCH", "LIVEMAP",
+    "MEDRECADD", "MEDRECEDIT", "MEDRECREMOVE", "MEDSUPER",
+    "FIRERECADD", "FIRERECEDIT", "FIRERECREMOVE", "FIRESUPER",
+    "DMVRECADD", "DMVRECEDIT", "DMVRECREMOVE", "DMVSUPER",
+    "MODIFYSTREETSIGNS",
+    "LAWRECADD", "LAWRECEDIT", "LAWRECREMOVE", "LAWSUPER",
+    "ADMINACCOUNTS", "ADMINPERMISSIONKEYS", "ADMINCUSTOMIZATION", "ADMINDEPARTMENTS",
+    "ADMINTENCODES", "ADMINPENALCODES", "ADMININGAMEINTEGRATION", "ADMINDISCORDINTEGRATION",
+    "ADMINLIMITS", "ADMINLOGS",
+];
+
+/// The request types with typed validation; everything else is [`Kind::Other`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    SetApiId,
+    LinkCharacter,
+    ModifyIdentifier,
+    SetAccountPermissions,
+    GetAccount,
+    CheckApiId,
+    Other,
+}
+
+impl Kind {
+    /// The kind of a type name.
+    pub fn of(request_type: &str) -> Kind {
+        match request_type {
+            "SET_API_ID" => Kind::SetApiId,
+            "LINK_CHARACTER" => Kind::LinkCharacter,
+            "MODIFY_IDENTIFIER" => Kind::ModifyIdentifier,
+            "SET_ACCOUNT_PERMISSIONS" => Kind::SetAccountPermissions,
+            "GET_ACCOUNT" => Kind::GetAccount,
+            "CHECK_APIID" => Kind::CheckApiId,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// One validated API call: its type and the `data` array to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    pub request_type: Arc<str>,
+    pub kind: Kind,
+    pub data: Vec<Value>,
+}
+
+impl Call {
+    /// SET_API_ID: `username` or `account`, optional `sessionId`, and either `apiIds` (+ `pushNew`)
+    /// or the older `id1` / `id2`.
+    pub fn set_api_id(data: Value) -> Result<Call, Refusal> {
+        Call::typed("SET_API_ID", Kind::SetApiId, data)
+    }
+    /// LINK_CHARACTER: `apiId`, `syncId`, `action` (0 / "ADD", 2 / "REMOVE").
+    pub fn link_character(data: Value) -> Result<Call, Refusal> {
+        Call::typed("LINK_CHARACTER", Kind::LinkCharacter, data)
+    }
+    /// MODIFY_IDENTIFIER: `apiId` or `account`, `action` (0 ADD, 1 EDIT, 2 REMOVE),
+    /// `identifier` for ADD / EDIT, `identId` for REMOVE (optional for EDIT).
+    pub fn modify_identifier(data: Value) -> Result<Call, Refusal> {
+        Call::typed("MODIFY_IDENTIFIER", Kind::ModifyIdentifier, data)
+    }
+    /// SET_ACCOUNT_PERMISSIONS: one of `apiId`, `username`, `accId`; `add`, `remove`, `set`,
+    /// `active`, `join` (with `accId` only).
+    pub fn set_account_permissions(data: Value) -> Result<Call, Refusal> {
+        Call::typed("SET_ACCOUNT_PERMISSIONS", Kind::SetAccountPermissions, data)
+    }
+    /// GET_ACCOUNT: one of `apiId`, `username`, `account`.
+    pub fn get_account(data: Value) -> Result<Call, Refusal> {
+        Call::typed("GET_ACCOUNT", Kind::GetAccount, data)
+    }
+    /// CHECK_APIID: `apiId`.
+    pub fn check_api_id(data: Value) -> Result<Call, Refusal> {
+        Call::typed("CHECK_APIID", Kind::CheckApiId, data)
+    }
+
+    /// Any API type. The six typed ones are validated as above; for others `data` must be an
+    /// object, an array of objects, or null (sent as `[]`).
+    pub fn generic(request_type: &str, data: Value) -> Result<Call, Refusal> {
+        check_type_name("type", request_type).map_err(|_| {
+            Refusal::field("type", format!("'{}' is not an API type name (expected upper-case like UNIT_STATUS)", printable(request_type)))
+        })?;
+        let kind = Kind::of(request_type);
+        if kind != Kind::Other {
+            return Call::typed(request_type, kind, data);
+        }
+        let data = match data {
+            Value::Null => Vec::new(),
+            Value::Object(_) => vec![data],
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if !item.is_object() {
+                        return Err(Refusal::field(format!("data[{i}]"), "expected a request object"));
+                    }
+                }
+                items
+            }
+            _ => return Err(Refusal::field("data", "expected a request object or an array of them")),
+        };
+        Ok(Call { request_type: request_type.into(), kind, data })
+    }
+
+    fn typed(request_type: &str, kind: Kind, data: Value) -> Result<Call, Refusal> {
+        let (items, single) = match data {
+            Value::Object(_) => (vec![data], true),
+            Value::Array(items) if items.is_empty() => {
+                return Err(Refusal::field("data", format!("expected at least one {request_type} request object")))
+            }
+            Value::Array(items) => (items, false),
+            _ => return Err(Refusal::field("data", format!("expected a {request_type} request object or an array of them"))),
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let path = if single { "data".to_string() } else { format!("data[{i}]") };
+            let Value::Object(obj) = item else {
+                return Err(Refusal::field(path, "expected a request object"));
+            };
+            let v = Fields { obj, path, request_type };
+            out.push(Value::Object(match kind {
+                Kind::SetApiId => v.set_api_id()?,
+                Kind::LinkCharacter => v.link_character()?,
+                Kind::ModifyIdentifier => v.modify_identifier()?,
+                Kind::SetAccountPermissions => v.set_account_permissions()?,
+                Kind::GetAccount => v.get_account()?,
+                Kind::CheckApiId => v.check_api_id()?,
+                Kind::Other => unreachable!("typed() is only called for typed kinds"),
+            }));
+        }
+        Ok(Call { request_type: request_type.into(), kind, data: out })
+    }
+}
+
+/// Longest string accepted in a field.
+const MAX_FIELD: usize = 256;
+
+struct Fields<'a> {
+    obj: Map<String, Value>,
+    path: String,
+    request_type: &'a str,
+}
+
+impl Fields<'_> {
+    fn at(&self, key: &str) -> String {
+        format!("{}.{key}", self.path)
+    }
+
+    fn allow_only(&self, allowed: &[&str]) -> Result<(), Refusal> {
+        if let Some(k) = self.obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(Refusal::field(
+                self.at(&printable(k)),
+                format!("unknown field for {} (expected one of: {})", self.request_type, allowed.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Exactly one of `keys` must be present; returns it.
+    fn exactly_one(&self, keys: &[&'static str]) -> Result<&'static str, Refusal> {
+        let present: Vec<&'static str> = keys.iter().copied().filter(|k| self.obj.contains_key(*k)).collect();
+        match present.as_slice() {
+            [one] => {
+                self.string(one, true)?;
+                Ok(one)
+            }
+            [] => Err(Refusal::field(
+                &self.path,
+                format!("{} needs one of {} to name the account", self.request_type, keys.join(", ")),
+            )),
+            many => Err(Refusal::field(
+                &self.path,
+                format!("give only one of {} (got {})", keys.join(", "), many.join(" and ")),
+            )),
+        }
+    }
+
+    fn string(&self, key: &str, required: bool) -> Result<Option<&str>, Refusal> {
+        match self.obj.get(key) {
+            None if required => Err(Refusal::field(self.at(key), "is required")),
+            None => Ok(None),
+            Some(v) => check_string(&self.at(key), v, false).map(Some),
+        }
+    }
+
+    fn bool(&self, key: &str) -> Result<Option<bool>, Refusal> {
+        match self.obj.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(Refusal::field(self.at(key), "expected true or false")),
+        }
+    }
+
+    /// An enum field given as its number or its name; stored as the number.
+    fn action(&mut self, names: &[(&str, u64)]) -> Result<u64, Refusal> {
+        let key = "action";
+        let expected = names.iter().map(|(n, v)| format!("{v} ({n})")).collect::<Vec<_>>().join(", ");
+        let v = self.obj.get(key).ok_or_else(|| Refusal::field(self.at(key), format!("is required: {expected}")))?;
+        let n = match v {
+            Value::Number(n) => n.as_u64().filter(|n| names.iter().any(|(_, v)| v == n)),
+            Value::String(s) => names.iter().find(|(name, _)| name.eq_ignore_ascii_case(s)).map(|(_, v)| *v),
+            _ => None,
+        }
+        .ok_or_else(|| Refusal::field(self.at(key), format!("expected {expected}")))?;
+        self.obj.insert(key.to_string(), Value::from(n));
+        Ok(n)
+    }
+
+    fn set_api_id(mut self) -> Result<Map<String, Value>, Refusal> {
+        self.allow_only(&["username", "account", "sessionId", "apiIds", "pushNew", "id1", "id2"])?;
+        self.exactly_one(&["username", "account"])?;
+        self.string("sessionId", false)?;
+        let old_form = self.obj.contains_key("id1") || self.obj.contains_key("id2");
+        let new_form = self.obj.contains_key("apiIds");
+        if old_form && new_form {
+            return Err(Refusal::field(self.at("apiIds"), "cannot be combined with id1/id2: use one form"));
+        }
+        if old_form {
+            if self.obj.contains_key("pushNew") {
+                return Err(Refusal::field(self.at("pushNew"), "only applies to the apiIds form"));
+            }
+            self.string("id1", false)?;
+            self.string("id2", false)?;
+        } else if new_form {
+            let push_new = self.bool("pushNew")?.unwrap_or(true);
+            let path = self.at("apiIds");
+            let ids = self
+                .obj
+                .get_mut("apiIds")
+                .and_then(Value::as_array_mut)
+                .ok_or_else(|| Refusal::field(&path, "expected an array of API ID strings"))?;
+            if ids.is_empty() && push_new {
+                return Err(Refusal::field(&path, "is empty: give at least one API ID (an empty list only makes sense with pushNew = false, which clears them)"));
+            }
+            for (i, id) in ids.iter().enumerate() {
+                check_string(&format!("{path}[{i}]"), id, false)?;
+            }
+        } else {
+            return Err(Refusal::field(&self.path, "SET_API_ID needs apiIds (an array of API IDs) or id1/id2"));
+        }
+        Ok(self.obj)
+    }
+
+    fn link_character(mut self) -> Result<Map<String, Value>, Refusal> {
+        self.allow_only(&["apiId", "syncId", "action"])?;
+        self.string("apiId", true)?;
+        self.string("syncId", true)?;
+        self.action(&[("ADD", 0), ("REMOVE", 2)])?;
+        Ok(self.obj)
+    }
+
+    fn modify_identifier(mut self) -> Result<Map<String, Value>, Refusal> {
+        self.allow_only(&["apiId", "account", "action", "identifier", "identId"])?;
+        self.exactly_one(&["apiId", "account"])?;
+        let action = self.action(&[("ADD", 0), ("EDIT", 1), ("REMOVE", 2)])?;
+        let has_ident = self.obj.contains_key("identifier");
+        if let Some(v) = self.obj.get("identId") {
+            if v.as_u64().is_none() {
+                return Err(Refusal::field(self.at("identId"), "expected a non-negative integer identifier id"));
+            }
+        }
+        let has_id = self.obj.contains_key("identId");
+        match action {
+            0 if has_id => return Err(Refusal::field(self.at("identId"), "does not apply to ADD (the API assigns the id)")),
+            0 | 1 if !has_ident => {
+                return Err(Refusal::field(self.at("identifier"), "is required for ADD and EDIT"))
+            }
+            2 if has_ident => return Err(Refusal::field(self.at("identifier"), "does not apply to REMOVE")),
+            2 if !has_id => return Err(Refusal::field(self.at("identId"), "is required for REMOVE")),
+            _ => {}
+        }
+        if has_ident {
+            let path = self.at("identifier");
+            let ident = self.obj.get_mut("identifier").unwrap();
+            check_identifier(&path, ident)?;
+        }
+        Ok(self.obj)
+    }
+
+    fn set_account_permissions(self) -> Result<Map<String, Value>, Refusal> {
+        self.allow_only(&["apiId", "username", "accId", "active", "add", "remove", "set", "join"])?;
+        let by = self.exactly_one(&["apiId", "username", "accId"])?;
+        self.bool("active")?;
+        if self.bool("join")?.is_some() && by != "accId" {
+            return Err(Refusal::field(self.at("join"), "only works when the account is named by accId"));
+        }
+        for list in ["add", "remove", "set"] {
+            let Some(v) = self.obj.get(list) else { continue };
+            let names = v
+                .as_array()
+                .ok_or_else(|| Refusal::field(self.at(list), "expected an array of permission names"))?;
+            for (i, name) in names.iter().enumerate() {
+                let field = format!("{}[{i}]", self.at(list));
+                let Some(s) = name.as_str() else {
+                    return Err(Refusal::field(field, "expected a permission name string"));
+                };
+                if !PERMISSIONS.contains(&s) {
+                    let hint = closest_permission(s).map(|p| format!(" (did you mean {p}?)")).unwrap_or_default();
+                    return Err(Refusal::field(
+                        field,
+                        format!("'{}' is not a permission name{hint}; the 43 names are listed in the README", printable(s)),
+                    ));
+                }
+            }
+        }
+        if !["add", "remove", "set", "active", "join"].iter().any(|k| self.obj.contains_key(*k)) {
+            return Err(Refusal::field(&self.path, "nothing to change: give add, remove, set, active or join"));
+        }
+        Ok(self.obj)
+    }
+
+    fn get_account(self) -> Result<Map<String, Value>, Refusal> {
+        self.allow_only(&["apiId", "username", "account"])?;
+        self.exactly_one(&["apiId", "username", "account"])?;
+        Ok(self.obj)
+    }
+
+    fn check_api_id(self) -> Result<Map<String, Value>, Refusal> {
+        self.allow_only(&["apiId"])?;
+        self.string("apiId", true)?;
+        Ok(self.obj)
+    }
+}
+
+/// A non-empty string without control characters, at most [`MAX_FIELD`] bytes.
+fn check_string<'v>(field: &str, v: &'v Value, allow_empty: bool) -> Result<&'v str, Refusal> {
+    let s = v.as_str().ok_or_else(|| Refusal::field(field, "expected a string"))?;
+    if !allow_empty && s.trim().is_empty() {
+        return Err(Refusal::field(field, "must not be empty"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Refusal::field(field, "must not contain control characters"));
+    }
+    if s.len() > MAX_FIELD {
+        return Err(Refusal::field(field, format!("is longer than {MAX_FIELD} bytes")));
+    }
+    Ok(s)
+}
+
+/// A unit identifier object: `status`, `location`, `aop`, `data{unitNum, name, district,
+/// department, subdivision, rank, group}`.
+fn check_identifier(path: &str, ident: &mut Value) -> Result<(), Refusal> {
+    let obj = ident.as_object_mut().ok_or_else(|| Refusal::field(path, "expected an identifier object"))?;
+    const KEYS: &[&str] = &["status", "location", "aop", "data"];
+    if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(Refusal::field(format!("{path}.{}", printable(k)), format!("unknown identifier field (expected one of: {})", KEYS.join(", "))));
+    }
+    if let Some(v) = obj.get_mut("status") {
+        const STATUS: &[(&str, u64)] =
+            &[("UNAVAILABLE", 0), ("BUSY", 1), ("AVAILABLE", 2), ("ENROUTE", 3), ("ON_SCENE", 4)];
+        let n = match &*v {
+            Value::Number(n) => n.as_u64().filter(|n| *n <= 4),
+            Value::String(s) => STATUS.iter().find(|(name, _)| name.eq_ignore_ascii_case(s)).map(|(_, n)| *n),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            Refusal::field(format!("{path}.status"), "expected 0 UNAVAILABLE, 1 BUSY, 2 AVAILABLE, 3 ENROUTE or 4 ON_SCENE")
+        })?;
+        *v = Value::from(n);
+    }
+    for key in ["location", "aop"] {
+        if let Some(v) = obj.get(key) {
+            check_string(&format!("{path}.{key}"), v, true)?;
+        }
+    }
+    if let Some(data) = obj.get_mut("data") {
+        let dpath = format!("{path}.data");
+        let d = data.as_object_mut().ok_or_else(|| Refusal::field(&dpath, "expected an object"))?;
+        const DATA: &[&str] = &["unitNum", "name", "district", "department", "subdivision", "rank", "group"];
+        for (k, v) in d.iter_mut() {
+            if !DATA.contains(&k.as_str()) {
+                return Err(Refusal::field(format!("{dpath}.{}", printable(k)), format!("unknown unit field (expected one of: {})", DATA.join(", "))));
+            }
+            if k == "unitNum" {
+                if let Some(n) = v.as_i64() {
+                    *v = Value::String(n.to_string());
+                }
+            }
+            check_string(&format!("{dpath}.{k}"), v, true)?;
+        }
+    }
+    Ok(())
+}
+
+/// The permission name closest to a misspelt one, when it is close enough to suggest.
+fn closest_permission(s: &str) -> Option<&'static str> {
+    let upper = s.to_ascii_uppercase();
+    if let Some(p) = PERMISSIONS.iter().find(|p| **p == upper) {
+        return Some(p);
+    }
+    PERMISSIONS
+        .iter()
+        .map(|p| (edit_distance(&upper, p), *p))
+        .filter(|(d, _)| *d <= 3)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, p)| p)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn permissions_are_43_distinct_names() {
+        let mut v = PERMISSIONS.to_vec();
+        v.sort();
+        v.dedup();
+        assert_eq!(v.len(), 43);
+        assert!(!PERMISSIONS.contains(&"POLICERECEDIT"));
+    }
+
+    #[test]
+    fn misspelt_permission_is_refused_with_a_hint() {
+        let e = Call::set_account_permissions(json!({"apiId": "x", "add": ["POLICE", "POLICERECEDIT"]})).unwrap_err();
+        assert!(e.message().starts_with("data.add[1]:"), "{e}");
+        assert!(e.message().contains("POLRECEDIT"), "{e}");
+    }
+
+    #[test]
+    fn set_api_id_forms() {
+        assert!(Call::set_api_id(json!({"username": "a", "apiIds": ["1"]})).is_ok());
+        assert!(Call::set_api_id(json!({"username": "a", "id1": "1"})).is_ok());
+        assert!(Call::set_api_id(json!({"account": "u", "apiIds": [], "pushNew": false})).is_ok());
+        let e = Call::set_api_id(json!({"username": "a", "id1": "1", "apiIds": ["2"]})).unwrap_err();
+        assert!(e.message().starts_with("data.apiIds:"), "{e}");
+        let e = Call::set_api_id(json!([{"username": "a", "apiIds": ["1"]}, {"apiIds": ["2"]}])).unwrap_err();
+        assert!(e.message().starts_with("data[1]:"), "{e}");
+        let e = Call::set_api_id(json!({"username": "a", "apiIds": ["1", 2]})).unwrap_err();
+        assert!(e.message().starts_with("data.apiIds[1]:"), "{e}");
+        let e = Call::set_api_id(json!({"username": "a", "apiIds": ["1"], "extra": 1})).unwrap_err();
+        assert!(e.message().starts_with("data.extra:"), "{e}");
+    }
+
+    #[test]
+    fn actions_by_name_become_numbers() {
+        let c = Call::link_character(json!({"apiId": "a", "syncId": "s", "action": "REMOVE"})).unwrap();
+        assert_eq!(c.data[0]["action"], json!(2));
+        assert!(Call::link_character(json!({"apiId": "a", "syncId": "s", "action": 1})).is_err());
+        let c = Call::modify_identifier(json!({"apiId": "a", "action": "ADD", "identifier": {"status": "AVAILABLE", "data": {"unitNum": 12}}})).unwrap();
+        assert_eq!(c.data[0]["identifier"]["status"], json!(2));
+        assert_eq!(c.data[0]["identifier"]["data"]["unitNum"], json!("12"));
+        assert!(Call::modify_identifier(json!({"apiId": "a", "action": 2})).is_err());
+        assert!(Call::modify_identifier(json!({"apiId": "a", "action": 2, "identId": 4})).is_ok());
+    }
+
+    #[test]
+    fn generic_routes_typed_types_through_validation() {
+        assert!(Call::generic("GET_ACCOUNT", json!({})).is_err());
+        assert!(Call::generic("UNIT_STATUS", json!({"apiId": "x", "status": 2})).is_ok());
+        assert!(Call::generic("unit_status", json!({})).is_err());
+        assert_eq!(Call::generic("GET_VERSION", Value::Null).unwrap().data, Vec::<Value>::new());
+    }
+}

@@ -1,0 +1,187 @@
+//! Results: the one shape every accepted request completes with.
+
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Stable, machine-readable error codes. Each is documented in the README and the C header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// 400 `INVALID REQUEST TYPE`.
+    InvalidRequestType,
+    /// 400 `INVALID COMMUNITY ID`.
+    InvalidCommunityId,
+    /// 400 `API IS NOT ENABLED FOR THIS COMMUNITY` / `API ENDPOINT IS NOT ENABLED ...`.
+    ApiNotEnabled,
+    /// 400 `INVALID API KEY`.
+    InvalidApiKey,
+    /// 404 `API ID NOT LINKED TO AN ACCOUNT IN THIS COMMUNITY`.
+    NotLinked,
+    /// HTTP 200 `Backend Service Reached`: nothing answers at this path.
+    InvalidEndpoint,
+    /// HTTP 429; `retry_after_ms` carries the server's `Retry-After` when it sent one.
+    RateLimited,
+    /// HTTP 5xx.
+    ServerError,
+    /// Any other HTTP status that is not a success.
+    HttpError,
+    /// An answer the library could not read (not UTF-8, invalid JSON, too large).
+    BadResponse,
+    /// No complete answer within the request's timeout.
+    Timeout,
+    /// Connecting, sending or receiving failed; the message carries the cause chain.
+    Network,
+    /// Cancelled by the caller before it completed.
+    Cancelled,
+    /// The client was closed or freed before the request completed.
+    Shutdown,
+}
+
+impl ErrorCode {
+    /// Every code, in documentation order.
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::InvalidRequestType,
+        ErrorCode::InvalidCommunityId,
+        ErrorCode::ApiNotEnabled,
+        ErrorCode::InvalidApiKey,
+        ErrorCode::NotLinked,
+        ErrorCode::InvalidEndpoint,
+        ErrorCode::RateLimited,
+        ErrorCode::ServerError,
+        ErrorCode::HttpError,
+        ErrorCode::BadResponse,
+        ErrorCode::Timeout,
+        ErrorCode::Network,
+        ErrorCode::Cancelled,
+        ErrorCode::Shutdown,
+    ];
+
+    /// The code as it appears in result JSON, e.g. `"NOT_LINKED"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequestType => "INVALID_REQUEST_TYPE",
+            ErrorCode::InvalidCommunityId => "INVALID_COMMUNITY_ID",
+            ErrorCode::ApiNotEnabled => "API_NOT_ENABLED",
+            ErrorCode::InvalidApiKey => "INVALID_API_KEY",
+            ErrorCode::NotLinked => "NOT_LINKED",
+            ErrorCode::InvalidEndpoint => "INVALID_ENDPOINT",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::ServerError => "SERVER_ERROR",
+            ErrorCode::HttpError => "HTTP_ERROR",
+            ErrorCode::BadResponse => "BAD_RESPONSE",
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::Network => "NETWORK",
+            ErrorCode::Cancelled => "CANCELLED",
+            ErrorCode::Shutdown => "SHUTDOWN",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A successful answer: the HTTP status and the body (parsed JSON, or the text).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Success {
+    pub status: u16,
+    pub data: Value,
+}
+
+/// A failed request: the HTTP status (0 when no answer came), a code and a message a server
+/// owner can act on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    pub status: u16,
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after_ms: Option<u64>,
+}
+
+impl Failure {
+    pub fn new(status: u16, code: ErrorCode, message: impl Into<String>) -> Self {
+        Failure { status, code, message: message.into(), retry_after_ms: None }
+    }
+}
+
+/// What a request completed with.
+pub type Outcome = Result<Success, Failure>;
+
+/// One completed request: delivered exactly once to its callback.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Completion {
+    pub id: u64,
+    pub request_type: Arc<str>,
+    pub outcome: Outcome,
+}
+
+impl Completion {
+    pub fn is_ok(&self) -> bool {
+        self.outcome.is_ok()
+    }
+
+    /// The error code, when it failed.
+    pub fn code(&self) -> Option<ErrorCode> {
+        self.outcome.as_ref().err().map(|f| f.code)
+    }
+
+    /// The result envelope as JSON text:
+    /// `{"id":7,"type":"GET_ACCOUNT","ok":true,"status":200,"data":...}` or
+    /// `{"id":9,"type":"GET_ACCOUNT","ok":false,"status":404,"error":{"code":"NOT_LINKED","message":"..."}}`
+    /// (`retry_after_ms` follows `error` when the server sent one).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.envelope()).expect("serializing a result cannot fail")
+    }
+
+    /// The result envelope as a JSON value (same shape as [`Completion::to_json`]).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self.envelope()).expect("serializing a result cannot fail")
+    }
+
+    fn envelope(&self) -> Envelope<'_> {
+        match &self.outcome {
+            Ok(s) => Envelope {
+                id: self.id,
+                request_type: &self.request_type,
+                ok: true,
+                status: s.status,
+                data: Some(&s.data),
+                error: None,
+                retry_after_ms: None,
+            },
+            Err(f) => Envelope {
+                id: self.id,
+                request_type: &self.request_type,
+                ok: false,
+                status: f.status,
+                data: None,
+                error: Some(ErrorBody { code: f.code, message: &f.message }),
+                retry_after_ms: f.retry_after_ms,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    id: u64,
+    #[serde(rename = "type")]
+    request_type: &'a str,
+    ok: bool,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: ErrorCode,
+    message: &'a str,
+}
