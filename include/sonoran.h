@@ -32,6 +32,7 @@
  *   NETWORK               connect / send / receive failed; the message has the cause
  *   CANCELLED             sonoran_cancel() before it completed
  *   SHUTDOWN              the client was freed before it completed
+ *   NO_IDENTIFIER         tablet / checker flows: the player has no identifier of primary_identifier's type
  */
 
 
@@ -134,6 +135,40 @@ uint32_t sonoran_pending(const sonoran_client *c);
  `sonoran_poll` or on the delivery thread), 0 when the id is unknown or already complete.
  */
 int32_t sonoran_cancel(sonoran_client *c, uint64_t request_id);
+
+/*
+ Parse a tablet login capture: the legacy console line
+ `LOGIN COMMUNITY: {..} USERNAME: {..} SESSIONID: {..}` (anywhere in the text) or the iframe
+ message `{"username": "...", "session": "..."}` as JSON text. Returns
+ `{"community": ... | null, "username": ..., "sessionId": ...}` as a new string the caller
+ frees with `sonoran_string_free`, or NULL with the reason in `sonoran_last_error()`.
+ */
+char *sonoran_parse_session(const char *text);
+
+/*
+ Free a string returned by this library (`sonoran_parse_session`). NULL is a no-op.
+ */
+void sonoran_string_free(char *s);
+
+/*
+ The tablet flow: parse `capture_text` (either capture form), pick the player's API ID from
+ `identifiers_json` (a JSON array such as `["steam:110000112345678","license:abc"]`) by the
+ configured `primary_identifier`, check CHECK_APIID, and send SET_API_ID with the captured
+ username and session when the player is not linked yet. One result, type
+ `LINK_FROM_TABLET`, `data` `{"outcome":"LINKED"|"ALREADY_LINKED","apiId":...}`; a player
+ without such an identifier completes with `NO_IDENTIFIER`. A capture naming another
+ community is refused (0). Returns the request id or 0.
+ */
+uint64_t sonoran_link_from_tablet(sonoran_client *c, const char *capture_text, const char *identifiers_json, sonoran_callback cb, void *user_data);
+
+/*
+ The API ID checker: `identifiers_json` is a JSON string (a bare API ID) or an array of the
+ player's identifiers. One result, type `IS_LINKED`, `data` `{"linked":true|false,"apiId":...}`;
+ an API or network failure is an error, never "not linked". Answers are cached for
+ `link_check_ttl_ms`, and concurrent checks of one API ID share one API call.
+ Returns the request id or 0.
+ */
+uint64_t sonoran_is_linked(sonoran_client *c, const char *identifiers_json, sonoran_callback cb, void *user_data);
 
 /*
  The reason this thread's last call was refused, or NULL when it succeeded. The text stays

@@ -6,6 +6,7 @@
 
 use crate::config::{Config, Delivery};
 use crate::error::Refusal;
+use crate::linking::LinkCache;
 use crate::request::Call;
 use crate::response::{Completion, ErrorCode, Failure, Outcome};
 use crate::transport::Transport;
@@ -13,7 +14,7 @@ use crate::wire;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -48,6 +49,7 @@ pub(crate) struct Inner {
     ready_len: AtomicUsize,
     /// `thread` delivery: the channel to the delivery thread (None once closed).
     delivery_tx: Mutex<Option<mpsc::Sender<Ready>>>,
+    pub(crate) link_cache: LinkCache,
 }
 
 /// A Sonoran CAD client. Cheap to share by reference across threads; see the README for the
@@ -106,13 +108,9 @@ impl Client {
             ready: Mutex::new(VecDeque::new()),
             ready_len: AtomicUsize::new(0),
             delivery_tx: Mutex::new(delivery_tx),
+            link_cache: LinkCache::default(),
         });
-        Ok(Client {
-            inner,
-            runtime: Mutex::new(Some(runtime)),
-            handle,
-            delivery_thread: Mutex::new(delivery_thread),
-        })
+        Ok(Client { inner, runtime: Mutex::new(Some(runtime)), handle, delivery_thread: Mutex::new(delivery_thread) })
     }
 
     /// The configuration in force.
@@ -129,7 +127,12 @@ impl Client {
     }
 
     /// Queue any operation that produces one outcome (a single call, or a flow of several).
-    pub(crate) fn submit_with<F, Fut>(&self, request_type: Arc<str>, handler: Option<Handler>, op: F) -> Result<u64, Refusal>
+    pub(crate) fn submit_with<F, Fut>(
+        &self,
+        request_type: Arc<str>,
+        handler: Option<Handler>,
+        op: F,
+    ) -> Result<u64, Refusal>
     where
         F: FnOnce(Arc<Inner>) -> Fut,
         Fut: Future<Output = Outcome> + Send + 'static,
@@ -312,13 +315,21 @@ impl Inner {
 
     /// Send one call and classify the answer.
     pub(crate) async fn execute(&self, path: &str, call: &Call) -> Outcome {
-        let body = wire::encode_body(
-            &self.config.community_id,
-            self.config.api_key.expose(),
-            &call.request_type,
-            &call.data,
-        );
+        let body =
+            wire::encode_body(&self.config.community_id, self.config.api_key.expose(), &call.request_type, &call.data);
         let raw = self.transport.post(path, body).await?;
         wire::classify(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_removes_the_key_from_any_text() {
+        let client = Client::new(Config::new("c", "s3cr3t-key")).unwrap();
+        let text = client.inner.redact("server said: bad key s3cr3t-key (s3cr3t-key)");
+        assert_eq!(text, "server said: bad key [redacted] ([redacted])");
     }
 }

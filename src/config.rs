@@ -26,6 +26,36 @@ pub enum Delivery {
     Thread,
 }
 
+/// Which player identifier is the API ID (`primary_identifier`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentifierType {
+    Steam,
+    License,
+    Discord,
+}
+
+impl IdentifierType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentifierType::Steam => "steam",
+            IdentifierType::License => "license",
+            IdentifierType::Discord => "discord",
+        }
+    }
+}
+
+/// Which SET_API_ID form the tablet flow sends (`set_api_id_form`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetApiIdForm {
+    /// `{"apiIds": [id], "pushNew": true}` (current).
+    ApiIds,
+    /// `{"id1": id}` (the seed's form).
+    Id1,
+}
+
+/// Default lifetime of a CHECK_APIID answer in the link cache.
+pub const DEFAULT_LINK_CHECK_TTL: Duration = Duration::from_secs(30);
+
 /// The community's API key. Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
@@ -63,6 +93,13 @@ pub struct Config {
     pub allow_insecure_http: bool,
     pub worker_threads: usize,
     pub max_response_bytes: usize,
+    /// The identifier type that is a player's API ID in the tablet and checker flows.
+    pub primary_identifier: IdentifierType,
+    /// Send `steam:...` rather than the bare value.
+    pub identifier_prefix: bool,
+    /// How long a CHECK_APIID answer is reused by the checker (zero: not cached).
+    pub link_check_ttl: Duration,
+    pub set_api_id_form: SetApiIdForm,
 }
 
 impl Config {
@@ -80,6 +117,10 @@ impl Config {
             allow_insecure_http: false,
             worker_threads: DEFAULT_WORKER_THREADS,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            primary_identifier: IdentifierType::Steam,
+            identifier_prefix: false,
+            link_check_ttl: DEFAULT_LINK_CHECK_TTL,
+            set_api_id_form: SetApiIdForm::ApiIds,
         }
     }
 
@@ -111,6 +152,10 @@ impl Config {
             "allow_insecure_http",
             "worker_threads",
             "max_response_bytes",
+            "primary_identifier",
+            "identifier_prefix",
+            "link_check_ttl_ms",
+            "set_api_id_form",
         ];
         if let Some(unknown) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
             return Err(Refusal::new(format!(
@@ -150,6 +195,33 @@ impl Config {
         if let Some(v) = obj.get("allow_insecure_http") {
             cfg.allow_insecure_http =
                 v.as_bool().ok_or_else(|| Refusal::field("config.allow_insecure_http", "expected true or false"))?;
+        }
+        if let Some(v) = obj.get("primary_identifier") {
+            cfg.primary_identifier = match v.as_str() {
+                Some("steam") => IdentifierType::Steam,
+                Some("license") => IdentifierType::License,
+                Some("discord") => IdentifierType::Discord,
+                _ => {
+                    return Err(Refusal::field(
+                        "config.primary_identifier",
+                        "expected \"steam\", \"license\" or \"discord\"",
+                    ))
+                }
+            };
+        }
+        if let Some(v) = obj.get("identifier_prefix") {
+            cfg.identifier_prefix =
+                v.as_bool().ok_or_else(|| Refusal::field("config.identifier_prefix", "expected true or false"))?;
+        }
+        if let Some(ms) = optional_u64(obj, "link_check_ttl_ms", 0, 86_400_000)? {
+            cfg.link_check_ttl = Duration::from_millis(ms);
+        }
+        if let Some(v) = obj.get("set_api_id_form") {
+            cfg.set_api_id_form = match v.as_str() {
+                Some("apiIds") => SetApiIdForm::ApiIds,
+                Some("id1") => SetApiIdForm::Id1,
+                _ => return Err(Refusal::field("config.set_api_id_form", "expected \"apiIds\" or \"id1\"")),
+            };
         }
         cfg.paths = string_map(obj, "paths")?;
         cfg.sections = string_map(obj, "sections")?;
@@ -242,9 +314,16 @@ pub fn check_type_name(field: &str, name: &str) -> Result<(), Refusal> {
 
 fn check_base_url(url: &str, allow_insecure_http: bool) -> Result<(), Refusal> {
     let parsed = reqwest::Url::parse(url).map_err(|e| {
-        Refusal::field("config.api_url", format!("not a valid URL ({e}); use \"production\", \"development\" or http(s)://host[:port]"))
+        Refusal::field(
+            "config.api_url",
+            format!("not a valid URL ({e}); use \"production\", \"development\" or http(s)://host[:port]"),
+        )
     })?;
-    if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() || parsed.password().is_some() {
+    if parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
         return Err(Refusal::field("config.api_url", "must not carry credentials, a query or a fragment"));
     }
     match parsed.scheme() {
@@ -265,7 +344,10 @@ fn check_base_url(url: &str, allow_insecure_http: bool) -> Result<(), Refusal> {
             }
         }
         other => {
-            return Err(Refusal::field("config.api_url", format!("unsupported scheme '{other}': expected https:// or http://")))
+            return Err(Refusal::field(
+                "config.api_url",
+                format!("unsupported scheme '{other}': expected https:// or http://"),
+            ))
         }
     }
     if parsed.host().is_none() {

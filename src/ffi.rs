@@ -4,6 +4,12 @@
 //! Every exported function runs inside a panic boundary, NULL-checks its pointers and checks
 //! its strings for UTF-8. A refused call returns its failure value (NULL or 0) and leaves the
 //! reason in `sonoran_last_error()`.
+//!
+//! # Safety (for every function here)
+//! Each pointer argument is NULL or valid for the call: strings NUL-terminated, `client` a
+//! pointer returned by `sonoran_client_new` and not yet freed, `cb` a function that stays
+//! callable (and `user_data` whatever it expects) until the request's callback has run.
+#![allow(clippy::missing_safety_doc)]
 
 use crate::client::{Client, Handler};
 use crate::config::Config;
@@ -77,7 +83,10 @@ unsafe fn arg_str<'a>(name: &str, p: *const c_char) -> Result<&'a str, Refusal> 
 unsafe fn arg_json(name: &str, p: *const c_char) -> Result<Value, Refusal> {
     let text = arg_str(name, p)?;
     serde_json::from_str(text).map_err(|e| {
-        Refusal::field(name, format!("is not valid JSON ({:?} error at line {} column {})", e.classify(), e.line(), e.column()))
+        Refusal::field(
+            name,
+            format!("is not valid JSON ({:?} error at line {} column {})", e.classify(), e.line(), e.column()),
+        )
     })
 }
 
@@ -264,6 +273,78 @@ pub unsafe extern "C" fn sonoran_pending(c: *const sonoran_client) -> u32 {
 #[no_mangle]
 pub unsafe extern "C" fn sonoran_cancel(c: *mut sonoran_client, request_id: u64) -> i32 {
     guard(0, || Ok(i32::from(arg_client(c)?.cancel(request_id))))
+}
+
+/// Parse a tablet login capture: the legacy console line
+/// `LOGIN COMMUNITY: {..} USERNAME: {..} SESSIONID: {..}` (anywhere in the text) or the iframe
+/// message `{"username": "...", "session": "..."}` as JSON text. Returns
+/// `{"community": ... | null, "username": ..., "sessionId": ...}` as a new string the caller
+/// frees with `sonoran_string_free`, or NULL with the reason in `sonoran_last_error()`.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_parse_session(text: *const c_char) -> *mut c_char {
+    guard(std::ptr::null_mut(), || {
+        let capture = crate::session::parse_session(arg_str("text", text)?)?;
+        let json = CString::new(capture.to_value().to_string()).map_err(|_| Refusal::new("capture: NUL in output"))?;
+        Ok(json.into_raw())
+    })
+}
+
+/// Free a string returned by this library (`sonoran_parse_session`). NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        guard((), || {
+            drop(CString::from_raw(s));
+            Ok(())
+        })
+    }
+}
+
+/// The tablet flow: parse `capture_text` (either capture form), pick the player's API ID from
+/// `identifiers_json` (a JSON array such as `["steam:110000112345678","license:abc"]`) by the
+/// configured `primary_identifier`, check CHECK_APIID, and send SET_API_ID with the captured
+/// username and session when the player is not linked yet. One result, type
+/// `LINK_FROM_TABLET`, `data` `{"outcome":"LINKED"|"ALREADY_LINKED","apiId":...}`; a player
+/// without such an identifier completes with `NO_IDENTIFIER`. A capture naming another
+/// community is refused (0). Returns the request id or 0.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_link_from_tablet(
+    c: *mut sonoran_client,
+    capture_text: *const c_char,
+    identifiers_json: *const c_char,
+    cb: sonoran_callback,
+    user_data: *mut c_void,
+) -> u64 {
+    guard(0, || {
+        let client = arg_client(c)?;
+        let capture = crate::session::parse_session(arg_str("capture_text", capture_text)?)?;
+        let ids = match crate::linking::player_ids_from_value(&arg_json("identifiers_json", identifiers_json)?)? {
+            crate::linking::PlayerIds::Identifiers(list) => list,
+            crate::linking::PlayerIds::ApiId(_) => {
+                return Err(Refusal::field("identifiers_json", "expected the player's identifiers as a JSON array"))
+            }
+        };
+        client.link_from_tablet(&capture, &ids, c_handler(cb, user_data))
+    })
+}
+
+/// The API ID checker: `identifiers_json` is a JSON string (a bare API ID) or an array of the
+/// player's identifiers. One result, type `IS_LINKED`, `data` `{"linked":true|false,"apiId":...}`;
+/// an API or network failure is an error, never "not linked". Answers are cached for
+/// `link_check_ttl_ms`, and concurrent checks of one API ID share one API call.
+/// Returns the request id or 0.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_is_linked(
+    c: *mut sonoran_client,
+    identifiers_json: *const c_char,
+    cb: sonoran_callback,
+    user_data: *mut c_void,
+) -> u64 {
+    guard(0, || {
+        let client = arg_client(c)?;
+        let ids = crate::linking::player_ids_from_value(&arg_json("identifiers_json", identifiers_json)?)?;
+        client.is_linked(ids, c_handler(cb, user_data))
+    })
 }
 
 /// The reason this thread's last call was refused, or NULL when it succeeded. The text stays

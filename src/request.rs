@@ -8,17 +8,49 @@ use std::sync::Arc;
 
 /// The 43 permission names SET_ACCOUNT_PERMISSIONS accepts.
 pub const PERMISSIONS: [&str; 43] = [
-    "CIVILIAN", "LAWYER", "DMV", "POLICE", "FIRE", "EMS", "DISPATCH", "ADMIN",
-    "POLRECADD", "POLRECEDIT", "POLRECREMOVE", "POLSUPER", "POLEDITUNIT", "POLEDITOTHERUNIT",
-    "SELFDISPATCH", "LIVEMAP",
-    "MEDRECADD", "MEDRECEDIT", "MEDRECREMOVE", "MEDSUPER",
-    "FIRERECADD", "FIRERECEDIT", "FIRERECREMOVE", "FIRESUPER",
-    "DMVRECADD", "DMVRECEDIT", "DMVRECREMOVE", "DMVSUPER",
+    "CIVILIAN",
+    "LAWYER",
+    "DMV",
+    "POLICE",
+    "FIRE",
+    "EMS",
+    "DISPATCH",
+    "ADMIN",
+    "POLRECADD",
+    "POLRECEDIT",
+    "POLRECREMOVE",
+    "POLSUPER",
+    "POLEDITUNIT",
+    "POLEDITOTHERUNIT",
+    "SELFDISPATCH",
+    "LIVEMAP",
+    "MEDRECADD",
+    "MEDRECEDIT",
+    "MEDRECREMOVE",
+    "MEDSUPER",
+    "FIRERECADD",
+    "FIRERECEDIT",
+    "FIRERECREMOVE",
+    "FIRESUPER",
+    "DMVRECADD",
+    "DMVRECEDIT",
+    "DMVRECREMOVE",
+    "DMVSUPER",
     "MODIFYSTREETSIGNS",
-    "LAWRECADD", "LAWRECEDIT", "LAWRECREMOVE", "LAWSUPER",
-    "ADMINACCOUNTS", "ADMINPERMISSIONKEYS", "ADMINCUSTOMIZATION", "ADMINDEPARTMENTS",
-    "ADMINTENCODES", "ADMINPENALCODES", "ADMININGAMEINTEGRATION", "ADMINDISCORDINTEGRATION",
-    "ADMINLIMITS", "ADMINLOGS",
+    "LAWRECADD",
+    "LAWRECEDIT",
+    "LAWRECREMOVE",
+    "LAWSUPER",
+    "ADMINACCOUNTS",
+    "ADMINPERMISSIONKEYS",
+    "ADMINCUSTOMIZATION",
+    "ADMINDEPARTMENTS",
+    "ADMINTENCODES",
+    "ADMINPENALCODES",
+    "ADMININGAMEINTEGRATION",
+    "ADMINDISCORDINTEGRATION",
+    "ADMINLIMITS",
+    "ADMINLOGS",
 ];
 
 /// The request types with typed validation; everything else is [`Kind::Other`].
@@ -89,7 +121,10 @@ impl Call {
     /// object, an array of objects, or null (sent as `[]`).
     pub fn generic(request_type: &str, data: Value) -> Result<Call, Refusal> {
         check_type_name("type", request_type).map_err(|_| {
-            Refusal::field("type", format!("'{}' is not an API type name (expected upper-case like UNIT_STATUS)", printable(request_type)))
+            Refusal::field(
+                "type",
+                format!("'{}' is not an API type name (expected upper-case like UNIT_STATUS)", printable(request_type)),
+            )
         })?;
         let kind = Kind::of(request_type);
         if kind != Kind::Other {
@@ -118,7 +153,12 @@ impl Call {
                 return Err(Refusal::field("data", format!("expected at least one {request_type} request object")))
             }
             Value::Array(items) => (items, false),
-            _ => return Err(Refusal::field("data", format!("expected a {request_type} request object or an array of them"))),
+            _ => {
+                return Err(Refusal::field(
+                    "data",
+                    format!("expected a {request_type} request object or an array of them"),
+                ))
+            }
         };
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
@@ -270,10 +310,10 @@ impl Fields<'_> {
         }
         let has_id = self.obj.contains_key("identId");
         match action {
-            0 if has_id => return Err(Refusal::field(self.at("identId"), "does not apply to ADD (the API assigns the id)")),
-            0 | 1 if !has_ident => {
-                return Err(Refusal::field(self.at("identifier"), "is required for ADD and EDIT"))
+            0 if has_id => {
+                return Err(Refusal::field(self.at("identId"), "does not apply to ADD (the API assigns the id)"))
             }
+            0 | 1 if !has_ident => return Err(Refusal::field(self.at("identifier"), "is required for ADD and EDIT")),
             2 if has_ident => return Err(Refusal::field(self.at("identifier"), "does not apply to REMOVE")),
             2 if !has_id => return Err(Refusal::field(self.at("identId"), "is required for REMOVE")),
             _ => {}
@@ -295,9 +335,8 @@ impl Fields<'_> {
         }
         for list in ["add", "remove", "set"] {
             let Some(v) = self.obj.get(list) else { continue };
-            let names = v
-                .as_array()
-                .ok_or_else(|| Refusal::field(self.at(list), "expected an array of permission names"))?;
+            let names =
+                v.as_array().ok_or_else(|| Refusal::field(self.at(list), "expected an array of permission names"))?;
             for (i, name) in names.iter().enumerate() {
                 let field = format!("{}[{i}]", self.at(list));
                 let Some(s) = name.as_str() else {
@@ -307,7 +346,10 @@ impl Fields<'_> {
                     let hint = closest_permission(s).map(|p| format!(" (did you mean {p}?)")).unwrap_or_default();
                     return Err(Refusal::field(
                         field,
-                        format!("'{}' is not a permission name{hint}; the 43 names are listed in the README", printable(s)),
+                        format!(
+                            "'{}' is not a permission name{hint}; the 43 names are listed in the README",
+                            printable(s)
+                        ),
                     ));
                 }
             }
@@ -352,7 +394,10 @@ fn check_identifier(path: &str, ident: &mut Value) -> Result<(), Refusal> {
     let obj = ident.as_object_mut().ok_or_else(|| Refusal::field(path, "expected an identifier object"))?;
     const KEYS: &[&str] = &["status", "location", "aop", "data"];
     if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(Refusal::field(format!("{path}.{}", printable(k)), format!("unknown identifier field (expected one of: {})", KEYS.join(", "))));
+        return Err(Refusal::field(
+            format!("{path}.{}", printable(k)),
+            format!("unknown identifier field (expected one of: {})", KEYS.join(", ")),
+        ));
     }
     if let Some(v) = obj.get_mut("status") {
         const STATUS: &[(&str, u64)] =
@@ -363,7 +408,10 @@ fn check_identifier(path: &str, ident: &mut Value) -> Result<(), Refusal> {
             _ => None,
         }
         .ok_or_else(|| {
-            Refusal::field(format!("{path}.status"), "expected 0 UNAVAILABLE, 1 BUSY, 2 AVAILABLE, 3 ENROUTE or 4 ON_SCENE")
+            Refusal::field(
+                format!("{path}.status"),
+                "expected 0 UNAVAILABLE, 1 BUSY, 2 AVAILABLE, 3 ENROUTE or 4 ON_SCENE",
+            )
         })?;
         *v = Value::from(n);
     }
@@ -378,7 +426,10 @@ fn check_identifier(path: &str, ident: &mut Value) -> Result<(), Refusal> {
         const DATA: &[&str] = &["unitNum", "name", "district", "department", "subdivision", "rank", "group"];
         for (k, v) in d.iter_mut() {
             if !DATA.contains(&k.as_str()) {
-                return Err(Refusal::field(format!("{dpath}.{}", printable(k)), format!("unknown unit field (expected one of: {})", DATA.join(", "))));
+                return Err(Refusal::field(
+                    format!("{dpath}.{}", printable(k)),
+                    format!("unknown unit field (expected one of: {})", DATA.join(", ")),
+                ));
             }
             if k == "unitNum" {
                 if let Some(n) = v.as_i64() {
@@ -459,7 +510,10 @@ mod tests {
         let c = Call::link_character(json!({"apiId": "a", "syncId": "s", "action": "REMOVE"})).unwrap();
         assert_eq!(c.data[0]["action"], json!(2));
         assert!(Call::link_character(json!({"apiId": "a", "syncId": "s", "action": 1})).is_err());
-        let c = Call::modify_identifier(json!({"apiId": "a", "action": "ADD", "identifier": {"status": "AVAILABLE", "data": {"unitNum": 12}}})).unwrap();
+        let c = Call::modify_identifier(
+            json!({"apiId": "a", "action": "ADD", "identifier": {"status": "AVAILABLE", "data": {"unitNum": 12}}}),
+        )
+        .unwrap();
         assert_eq!(c.data[0]["identifier"]["status"], json!(2));
         assert_eq!(c.data[0]["identifier"]["data"]["unitNum"], json!("12"));
         assert!(Call::modify_identifier(json!({"apiId": "a", "action": 2})).is_err());

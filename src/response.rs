@@ -36,11 +36,13 @@ pub enum ErrorCode {
     Cancelled,
     /// The client was closed or freed before the request completed.
     Shutdown,
+    /// Tablet / checker flows: the player has no identifier of the configured type.
+    NoIdentifier,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidRequestType,
         ErrorCode::InvalidCommunityId,
         ErrorCode::ApiNotEnabled,
@@ -55,6 +57,7 @@ impl ErrorCode {
         ErrorCode::Network,
         ErrorCode::Cancelled,
         ErrorCode::Shutdown,
+        ErrorCode::NoIdentifier,
     ];
 
     /// The code as it appears in result JSON, e.g. `"NOT_LINKED"`.
@@ -74,6 +77,7 @@ impl ErrorCode {
             ErrorCode::Network => "NETWORK",
             ErrorCode::Cancelled => "CANCELLED",
             ErrorCode::Shutdown => "SHUTDOWN",
+            ErrorCode::NoIdentifier => "NO_IDENTIFIER",
         }
     }
 }

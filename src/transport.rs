@@ -45,7 +45,10 @@ impl Transport {
             Failure::new(
                 status,
                 ErrorCode::BadResponse,
-                format!("HTTP {status}: the answer is larger than max_response_bytes ({n} > {} bytes)", self.max_response_bytes),
+                format!(
+                    "HTTP {status}: the answer is larger than max_response_bytes ({n} > {} bytes)",
+                    self.max_response_bytes
+                ),
             )
         };
         if let Some(len) = resp.content_length() {

@@ -97,8 +97,7 @@ pub fn encode_body(community_id: &str, api_key: &str, request_type: &str, data: 
 /// The answer to `POST` on a path the backend does not route (HTTP 200).
 fn is_backend_service_reached(text: &str) -> bool {
     let t = text.trim();
-    t.eq_ignore_ascii_case("Backend Service Reached")
-        || t.eq_ignore_ascii_case("Sonoran CAD: Backend Service Reached")
+    t.eq_ignore_ascii_case("Backend Service Reached") || t.eq_ignore_ascii_case("Sonoran CAD: Backend Service Reached")
 }
 
 /// The documented error strings and their codes.
@@ -182,7 +181,8 @@ pub fn classify(raw: RawResponse) -> Result<Success, Failure> {
         let retry_after_ms =
             raw.retry_after.as_deref().and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
         let detail = message_of(text).unwrap_or_else(|| "API rate limit exceeded".to_string());
-        let mut f = Failure::new(status, ErrorCode::RateLimited, format!("rate limited by the API (HTTP 429): {detail}"));
+        let mut f =
+            Failure::new(status, ErrorCode::RateLimited, format!("rate limited by the API (HTTP 429): {detail}"));
         f.retry_after_ms = retry_after_ms;
         return Err(f);
     }
@@ -201,7 +201,11 @@ pub fn classify(raw: RawResponse) -> Result<Success, Failure> {
             ));
         }
         let data = parse_body(text, is_json_type).map_err(|e| {
-            Failure::new(status, ErrorCode::BadResponse, format!("HTTP {status} with a JSON content type but an invalid JSON body: {e}"))
+            Failure::new(
+                status,
+                ErrorCode::BadResponse,
+                format!("HTTP {status} with a JSON content type but an invalid JSON body: {e}"),
+            )
         })?;
         return Ok(Success { status, data });
     }
@@ -234,4 +238,61 @@ fn parse_body(text: &str, is_json_type: bool) -> Result<Value, serde_json::Error
 fn message_of(text: &str) -> Option<String> {
     let v: Value = serde_json::from_str(text).ok()?;
     v.get("message").and_then(Value::as_str).map(clip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn raw(status: u16, ct: Option<&str>, body: &[u8]) -> RawResponse {
+        RawResponse { status, content_type: ct.map(str::to_string), retry_after: None, body: body.to_vec() }
+    }
+
+    #[test]
+    fn documented_error_strings_map_to_codes() {
+        for (text, code) in ERROR_STRINGS {
+            let f = classify(raw(400, Some("text/plain"), text.as_bytes())).unwrap_err();
+            assert_eq!(f.code, *code, "{text}");
+            assert_eq!(f.message, *text);
+        }
+        assert_eq!(
+            classify(raw(200, Some("text/html"), b"Sonoran CAD: Backend Service Reached")).unwrap_err().code,
+            ErrorCode::InvalidEndpoint
+        );
+        assert_eq!(
+            classify(raw(200, None, b"Backend Service Reached\n")).unwrap_err().code,
+            ErrorCode::InvalidEndpoint
+        );
+        assert_eq!(classify(raw(503, None, b"busy")).unwrap_err().code, ErrorCode::ServerError);
+        assert_eq!(classify(raw(418, None, b"teapot")).unwrap_err().code, ErrorCode::HttpError);
+        assert_eq!(classify(raw(200, None, &[0xff, 0xfe])).unwrap_err().code, ErrorCode::BadResponse);
+        assert_eq!(classify(raw(200, Some("application/json"), b"{oops")).unwrap_err().code, ErrorCode::BadResponse);
+    }
+
+    #[test]
+    fn bodies_are_json_by_content_type_with_a_parsing_fallback() {
+        assert_eq!(
+            classify(raw(200, Some("application/json; charset=utf-8"), br#"{"a":1}"#)).unwrap().data,
+            json!({"a": 1})
+        );
+        assert_eq!(classify(raw(200, Some("text/plain"), br#"{"a":1}"#)).unwrap().data, json!({"a": 1}));
+        assert_eq!(classify(raw(200, Some("text/plain"), b"API ID(s) set!")).unwrap().data, json!("API ID(s) set!"));
+        assert_eq!(classify(raw(200, Some("text/plain"), b"{not json")).unwrap().data, json!("{not json"));
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_http_date() {
+        let now = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("5", now), Some(5000));
+        assert_eq!(parse_retry_after("1.5", now), Some(1500));
+        let later = httpdate::fmt_http_date(now + std::time::Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&later, now), Some(30_000));
+        assert_eq!(parse_retry_after("soon", now), None);
+        let mut r = raw(429, Some("application/json"), br#"{"message":"API rate limit exceeded"}"#);
+        r.retry_after = Some("2".into());
+        let f = classify(r).unwrap_err();
+        assert_eq!((f.code, f.retry_after_ms), (ErrorCode::RateLimited, Some(2000)));
+        assert!(f.message.contains("API rate limit exceeded"));
+    }
 }

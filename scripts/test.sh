@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The test command: builds the Lua modules (dist/<abi>/sonoran.so), checks formatting and lints,
+# then runs every test (Rust unit and integration tests, the C and C++ hosts, valgrind, and the
+# Lua scripts under lua5.4, luajit and lua5.1), all against the offline emulator on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for tool in lua5.4 luajit lua5.1 valgrind cc c++ nm; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "installing the test dependencies ($tool is missing)"
+        scripts/install-deps.sh
+        break
+    fi
+done
+
+scripts/build-lua.sh
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+for abi in lua54 luajit lua51; do
+    cargo clippy --features "$abi" --target-dir target/lua --lib -- -D warnings
+done
+mkdir -p target
+set +e
+cargo test 2>&1 | tee target/test-output.txt
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' \
+    target/test-output.txt
+exit "$status"

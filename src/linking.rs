@@ -1,0 +1,280 @@
+//! The two in-game flows: linking a player from the tablet's login capture, and checking
+//! whether a player is linked (with a short-lived, single-flight cache so a join storm does not
+//! call the API once per check).
+
+use crate::client::{Client, Handler, Inner};
+use crate::config::{IdentifierType, SetApiIdForm};
+use crate::error::Refusal;
+use crate::request::Call;
+use crate::response::{ErrorCode, Failure, Success};
+use crate::session::Capture;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Result type of [`Client::link_from_tablet`].
+pub const LINK_FROM_TABLET: &str = "LINK_FROM_TABLET";
+/// Result type of [`Client::is_linked`].
+pub const IS_LINKED: &str = "IS_LINKED";
+
+/// Who to check: a bare API ID, or the identifiers the game server gives for a player
+/// (`steam:...`, `license:...`, `discord:...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlayerIds {
+    ApiId(String),
+    Identifiers(Vec<String>),
+}
+
+type Shared = Result<bool, Failure>;
+
+enum Entry {
+    Known { linked: bool, until: Instant },
+    InFlight(watch::Receiver<Option<Shared>>),
+}
+
+/// Cache of CHECK_APIID answers. Failures are never stored.
+#[derive(Default)]
+pub(crate) struct LinkCache {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl LinkCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember(&self, api_id: &str, linked: bool, ttl: Duration) {
+        let mut map = self.lock();
+        if ttl.is_zero() {
+            map.remove(api_id);
+            return;
+        }
+        let now = Instant::now();
+        if map.len() >= 10_000 {
+            map.retain(|_, e| !matches!(e, Entry::Known { until, .. } if *until <= now));
+        }
+        map.insert(api_id.to_string(), Entry::Known { linked, until: now + ttl });
+    }
+}
+
+/// Removes a leader's in-flight marker if its task ends without an answer (cancelled,
+/// timed out, shut down), so that waiters retry instead of waiting forever.
+struct InFlightGuard<'a> {
+    cache: &'a LinkCache,
+    api_id: &'a str,
+    armed: bool,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut map = self.cache.lock();
+            if matches!(map.get(self.api_id), Some(Entry::InFlight(_))) {
+                map.remove(self.api_id);
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// CHECK_APIID through the cache: `Ok(true)` linked, `Ok(false)` not linked, `Err` for any
+    /// other outcome (never taken as "not linked").
+    pub(crate) async fn check_linked(&self, api_id: &str) -> Result<bool, Failure> {
+        let ttl = self.config.link_check_ttl;
+        loop {
+            enum Role {
+                Wait(watch::Receiver<Option<Shared>>),
+                Lead(watch::Sender<Option<Shared>>),
+            }
+            let role = {
+                let mut map = self.link_cache.lock();
+                match map.get(api_id) {
+                    Some(Entry::Known { linked, until }) if *until > Instant::now() => return Ok(*linked),
+                    Some(Entry::InFlight(rx)) => Role::Wait(rx.clone()),
+                    _ => {
+                        let (tx, rx) = watch::channel(None);
+                        map.insert(api_id.to_string(), Entry::InFlight(rx));
+                        Role::Lead(tx)
+                    }
+                }
+            };
+            match role {
+                Role::Wait(mut rx) => match rx.wait_for(Option::is_some).await {
+                    Ok(v) => return v.clone().expect("wait_for saw Some"),
+                    Err(_) => continue, // the leader went away without an answer: try again
+                },
+                Role::Lead(tx) => {
+                    let mut guard = InFlightGuard { cache: &self.link_cache, api_id, armed: true };
+                    let result = self.check_api_id_uncached(api_id).await;
+                    match &result {
+                        Ok(linked) => self.link_cache.remember(api_id, *linked, ttl),
+                        Err(_) => {
+                            self.link_cache.lock().remove(api_id);
+                        }
+                    }
+                    guard.armed = false;
+                    let _ = tx.send(Some(result.clone()));
+                    return result;
+                }
+            }
+        }
+    }
+
+    async fn check_api_id_uncached(&self, api_id: &str) -> Result<bool, Failure> {
+        let call = Call::check_api_id(json!({ "apiId": api_id }))
+            .map_err(|r| Failure::new(0, ErrorCode::HttpError, r.to_string()))?;
+        let path = self
+            .config
+            .path_for("CHECK_APIID")
+            .map_err(|r| Failure::new(0, ErrorCode::InvalidEndpoint, r.to_string()))?;
+        match self.execute(&path, &call).await {
+            Ok(_) => Ok(true),
+            Err(f) if f.code == ErrorCode::NotLinked => Ok(false),
+            Err(f) => Err(f),
+        }
+    }
+
+    async fn link(&self, capture: Capture, api_id: String) -> Result<Success, Failure> {
+        if self.check_linked(&api_id).await? {
+            return Ok(Success { status: 200, data: json!({"outcome": "ALREADY_LINKED", "apiId": api_id}) });
+        }
+        let data = match self.config.set_api_id_form {
+            SetApiIdForm::ApiIds => {
+                json!({"username": capture.username, "sessionId": capture.session_id, "apiIds": [api_id], "pushNew": true})
+            }
+            SetApiIdForm::Id1 => json!({"username": capture.username, "sessionId": capture.session_id, "id1": api_id}),
+        };
+        let call = Call::set_api_id(data).map_err(|r| Failure::new(0, ErrorCode::HttpError, r.to_string()))?;
+        let path = self
+            .config
+            .path_for("SET_API_ID")
+            .map_err(|r| Failure::new(0, ErrorCode::InvalidEndpoint, r.to_string()))?;
+        let set = self.execute(&path, &call).await?;
+        self.link_cache.remember(&api_id, true, self.config.link_check_ttl);
+        Ok(Success { status: set.status, data: json!({"outcome": "LINKED", "apiId": api_id}) })
+    }
+}
+
+/// The player's API ID among the identifiers the game server gives: the configured type's
+/// value, without its `type:` prefix unless `identifier_prefix` is set. `Ok(None)`: no
+/// identifier of that type.
+pub fn pick_api_id(identifiers: &[String], kind: IdentifierType, keep_prefix: bool) -> Result<Option<String>, Refusal> {
+    let prefix = format!("{}:", kind.as_str());
+    for (i, id) in identifiers.iter().enumerate() {
+        check_identifier_text(&format!("identifiers[{i}]"), id)?;
+    }
+    Ok(identifiers.iter().find(|id| id.len() > prefix.len() && id[..prefix.len()].eq_ignore_ascii_case(&prefix)).map(
+        |id| if keep_prefix { format!("{prefix}{}", &id[prefix.len()..]) } else { id[prefix.len()..].to_string() },
+    ))
+}
+
+fn check_identifier_text(field: &str, id: &str) -> Result<(), Refusal> {
+    if id.trim().is_empty() {
+        return Err(Refusal::field(field, "must not be empty"));
+    }
+    if id.len() > 256 || id.chars().any(|c| c.is_control() || c.is_whitespace() || c == '"') {
+        return Err(Refusal::field(
+            field,
+            "is not a player identifier (no spaces, quotes or control characters; at most 256 bytes)",
+        ));
+    }
+    Ok(())
+}
+
+fn no_identifier(kind: IdentifierType) -> Failure {
+    Failure::new(
+        0,
+        ErrorCode::NoIdentifier,
+        format!(
+            "the player has no {0} identifier (primary_identifier is \"{0}\"): they must connect with {0} running to be linked",
+            kind.as_str()
+        ),
+    )
+}
+
+impl Client {
+    /// The tablet flow: check CHECK_APIID for the player's API ID and, when not linked yet,
+    /// send SET_API_ID with the captured username and session. One result, type
+    /// `LINK_FROM_TABLET`, `data` `{"outcome": "LINKED" | "ALREADY_LINKED", "apiId": ...}`.
+    pub fn link_from_tablet(
+        &self,
+        capture: &Capture,
+        identifiers: &[String],
+        handler: Option<Handler>,
+    ) -> Result<u64, Refusal> {
+        let cfg = self.config();
+        if let Some(community) = &capture.community {
+            if community != &cfg.community_id {
+                return Err(Refusal::field(
+                    "capture.community",
+                    format!("'{community}' is not this server's community: the login was for another community"),
+                ));
+            }
+        }
+        let api_id = pick_api_id(identifiers, cfg.primary_identifier, cfg.identifier_prefix)?;
+        let capture = capture.clone();
+        let kind = cfg.primary_identifier;
+        self.submit_with(Arc::from(LINK_FROM_TABLET), handler, move |inner| async move {
+            match api_id {
+                Some(api_id) => inner.link(capture, api_id).await,
+                None => Err(no_identifier(kind)),
+            }
+        })
+    }
+
+    /// The API ID checker: one result, type `IS_LINKED`, `data` `{"linked": bool, "apiId": ...}`;
+    /// an API or network failure is an error, never "not linked".
+    pub fn is_linked(&self, ids: PlayerIds, handler: Option<Handler>) -> Result<u64, Refusal> {
+        let cfg = self.config();
+        let kind = cfg.primary_identifier;
+        let api_id = match ids {
+            PlayerIds::ApiId(id) => {
+                check_identifier_text("apiId", &id)?;
+                Some(id)
+            }
+            PlayerIds::Identifiers(list) => pick_api_id(&list, kind, cfg.identifier_prefix)?,
+        };
+        self.submit_with(Arc::from(IS_LINKED), handler, move |inner| async move {
+            let api_id = api_id.ok_or_else(|| no_identifier(kind))?;
+            let linked = inner.check_linked(&api_id).await?;
+            Ok(Success { status: 200, data: json!({"linked": linked, "apiId": api_id}) })
+        })
+    }
+}
+
+/// Parse the identifiers argument of the C and Lua surfaces: a JSON string is a bare API ID,
+/// an array of strings a player's identifiers.
+pub fn player_ids_from_value(v: &Value) -> Result<PlayerIds, Refusal> {
+    match v {
+        Value::String(s) => Ok(PlayerIds::ApiId(s.clone())),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| Refusal::field(format!("identifiers[{i}]"), "expected a string"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(PlayerIds::Identifiers),
+        _ => Err(Refusal::field("identifiers", "expected an API ID string or an array of player identifiers")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_configured_identifier() {
+        let ids: Vec<String> =
+            ["license:abc", "steam:110000112345678", "discord:42"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(pick_api_id(&ids, IdentifierType::Steam, false).unwrap().as_deref(), Some("110000112345678"));
+        assert_eq!(pick_api_id(&ids, IdentifierType::Steam, true).unwrap().as_deref(), Some("steam:110000112345678"));
+        assert_eq!(pick_api_id(&ids, IdentifierType::Discord, false).unwrap().as_deref(), Some("42"));
+        assert_eq!(pick_api_id(&ids[..1], IdentifierType::Steam, false).unwrap(), None);
+        assert!(pick_api_id(&["steam:a b".to_string()], IdentifierType::Steam, false).is_err());
+    }
+}

@@ -1,0 +1,279 @@
+//! The C ABI: the committed header matches the code, compiles as C11 and C++17 with warnings as
+//! errors, the exported symbols are all there, and real C and C++ hosts run against the
+//! emulator (the C one under valgrind too).
+
+mod common;
+
+use common::*;
+use sonoran::ffi::*;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::path::PathBuf;
+use std::process::Command;
+
+const EXPORTS: &[&str] = &[
+    "sonoran_client_new",
+    "sonoran_client_free",
+    "sonoran_set_api_id",
+    "sonoran_link_character",
+    "sonoran_modify_identifier",
+    "sonoran_set_account_permissions",
+    "sonoran_get_account",
+    "sonoran_check_api_id",
+    "sonoran_request",
+    "sonoran_poll",
+    "sonoran_pending",
+    "sonoran_cancel",
+    "sonoran_last_error",
+    "sonoran_version",
+    "sonoran_parse_session",
+    "sonoran_string_free",
+    "sonoran_link_from_tablet",
+    "sonoran_is_linked",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory holding the libsonoran.so built alongside this test.
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(dir.join("libsonoran.so").exists(), "libsonoran.so not found in {}", dir.display());
+    dir
+}
+
+fn out_dir() -> PathBuf {
+    let d = lib_dir().join("c-hosts");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{cmd:?} failed ({}):\n{text}", out.status);
+    text
+}
+
+#[test]
+fn committed_header_matches_the_code() {
+    let generated = std::fs::read_to_string(env!("SONORAN_GENERATED_HEADER")).unwrap();
+    let committed = std::fs::read_to_string(root().join("include/sonoran.h")).unwrap();
+    assert!(
+        generated == committed,
+        "include/sonoran.h is out of date with src/ffi.rs: regenerate it with `SONORAN_WRITE_HEADER=1 cargo build`"
+    );
+    for f in EXPORTS {
+        assert!(
+            committed.contains(&format!(" {f}(")) || committed.contains(&format!("*{f}(")),
+            "{f} missing from the header"
+        );
+    }
+}
+
+#[test]
+fn header_compiles_as_c11_and_cpp17_with_warnings_as_errors() {
+    let header = root().join("include/sonoran.h");
+    run_ok(
+        Command::new("cc")
+            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only", "-x", "c"])
+            .arg(&header),
+    );
+    run_ok(
+        Command::new("c++")
+            .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only", "-x", "c++"])
+            .arg(&header),
+    );
+}
+
+#[test]
+fn the_library_exports_every_function() {
+    let out = run_ok(Command::new("nm").args(["-D", "--defined-only"]).arg(lib_dir().join("libsonoran.so")));
+    for f in EXPORTS {
+        assert!(out.lines().any(|l| l.ends_with(&format!(" {f}"))), "{f} not exported");
+    }
+    assert!(!out.contains("luaopen_sonoran"), "the default build has no Lua symbols");
+}
+
+/// Compile an example host into its own binary (`name` keeps parallel tests apart).
+fn build_host(source: &str, compiler: &str, std: &str, name: &str) -> PathBuf {
+    let src = root().join("examples/c").join(source);
+    let exe = out_dir().join(name);
+    run_ok(
+        Command::new(compiler)
+            .args([std, "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
+            .arg("-I")
+            .arg(root().join("include"))
+            .arg(&src)
+            .arg("-L")
+            .arg(lib_dir())
+            .arg(format!("-Wl,-rpath,{}", lib_dir().display()))
+            .arg("-lsonoran")
+            .arg("-o")
+            .arg(&exe),
+    );
+    exe
+}
+
+fn host_env(cmd: &mut Command, emu: &Emulator) {
+    cmd.env("SONORAN_API_URL", emu.base_url())
+        .env("SONORAN_COMMUNITY_ID", emu.community_id())
+        .env("SONORAN_API_KEY", emu.api_key());
+}
+
+#[test]
+fn c_host_runs_every_call_against_the_emulator() {
+    let exe = build_host("host.c", "cc", "-std=c11", "host-c");
+    let emu = start();
+    let mut cmd = Command::new(&exe);
+    host_env(&mut cmd, &emu);
+    let out = run_ok(&mut cmd);
+    for needle in [
+        "\"type\":\"CHECK_APIID\",\"ok\":true,\"status\":200,\"data\":\"SonoranBrian\"",
+        "\"type\":\"GET_ACCOUNT\",\"ok\":true",
+        "\"type\":\"SET_API_ID\",\"ok\":true,\"status\":200,\"data\":\"API ID(s) set!\"",
+        "\"type\":\"LINK_CHARACTER\",\"ok\":true",
+        "\"type\":\"MODIFY_IDENTIFIER\",\"ok\":true",
+        "\"type\":\"SET_ACCOUNT_PERMISSIONS\",\"ok\":true",
+        "\"type\":\"GET_VERSION\",\"ok\":true",
+        "\"code\":\"NOT_LINKED\"",
+        "refused config: config.api_key: is required",
+        "refused request: data_json: is NULL",
+        "submitted 9, ok ",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    let log = emu.log();
+    assert!(log.iter().all(|e| e.violations.is_empty()), "wire violations");
+    assert!(
+        !log.iter().any(|e| e.path.contains("set_account_permissions") && e.raw_body.contains("POLICERECEDIT")),
+        "refused input was sent"
+    );
+}
+
+#[test]
+fn c_tablet_host_links_a_player_and_checks_joins() {
+    let exe = build_host("tablet_host.c", "cc", "-std=c11", "tablet-host-c");
+    let emu = start();
+    let mut cmd = Command::new(&exe);
+    host_env(&mut cmd, &emu);
+    let out = run_ok(&mut cmd);
+    for needle in [
+        "Newcomer joined: not linked",
+        "\"code\":\"NO_IDENTIFIER\"",
+        "captured: {\"community\":\"TESTCOMM\",\"sessionId\":\"75afeea-a869-4dea-b2\",\"username\":\"CivilianNoIds\"}",
+        "\"data\":{\"apiId\":\"11000010CCCC777\",\"outcome\":\"LINKED\"}",
+        "refused capture: capture.community:",
+        "tablet host: ok",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn parse_session_over_the_c_abi() {
+    unsafe {
+        let text = CString::new(r#"{"username": "SonoranBrian", "session": "75afeea-a869"}"#).unwrap();
+        let out = sonoran_parse_session(text.as_ptr());
+        assert!(!out.is_null());
+        let v: serde_json::Value = serde_json::from_str(CStr::from_ptr(out).to_str().unwrap()).unwrap();
+        assert_eq!(v, serde_json::json!({"community": null, "username": "SonoranBrian", "sessionId": "75afeea-a869"}));
+        sonoran_string_free(out);
+        sonoran_string_free(std::ptr::null_mut());
+        for hostile in [
+            r#"{"username": "a", "session": "b", "apiIds": ["x"]}"#.to_string(),
+            "LOGIN COMMUNITY: {T} USERNAME: {a\"} SESSIONID: {b}".to_string(),
+            "x".repeat(10_000),
+        ] {
+            let t = CString::new(hostile).unwrap();
+            assert!(sonoran_parse_session(t.as_ptr()).is_null());
+            assert!(last_error().starts_with("capture"), "{}", last_error());
+        }
+        assert!(sonoran_parse_session(std::ptr::null()).is_null());
+    }
+}
+
+#[test]
+fn cpp_host_runs_against_the_emulator() {
+    let exe = build_host("host.cpp", "c++", "-std=c++17", "host-cpp");
+    let emu = start();
+    let mut cmd = Command::new(&exe);
+    host_env(&mut cmd, &emu);
+    let out = run_ok(&mut cmd);
+    assert!(out.contains("cpp host: ok"), "{out}");
+}
+
+#[test]
+fn c_host_under_valgrind_has_no_definite_leak_or_invalid_access() {
+    let exe = build_host("host.c", "cc", "-std=c11", "host-c-valgrind");
+    let emu = start();
+    let mut cmd = Command::new("valgrind");
+    cmd.args(["--leak-check=full", "--errors-for-leak-kinds=definite", "--error-exitcode=3", "--quiet"]).arg(&exe);
+    host_env(&mut cmd, &emu);
+    let out = run_ok(&mut cmd);
+    assert!(out.contains("submitted 9"), "{out}");
+}
+
+unsafe extern "C" fn count(user_data: *mut c_void, _id: u64, _json: *const c_char) {
+    *(user_data as *mut u32) += 1;
+}
+
+fn last_error() -> String {
+    let p = sonoran_last_error();
+    assert!(!p.is_null(), "a refusal leaves a reason");
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+#[test]
+fn null_and_invalid_arguments_are_refused_with_a_reason() {
+    unsafe {
+        assert!(sonoran_client_new(std::ptr::null()).is_null());
+        assert_eq!(last_error(), "config_json: is NULL");
+        let bad_utf8 = [0xffu8, 0xfe, 0];
+        assert!(sonoran_client_new(bad_utf8.as_ptr() as *const c_char).is_null());
+        assert_eq!(last_error(), "config_json: is not valid UTF-8");
+        let secret = CString::new(r#"{"community_id":"c","api_key":"sekrit-key-42","api_url":"ftp://x"}"#).unwrap();
+        assert!(sonoran_client_new(secret.as_ptr()).is_null());
+        assert!(last_error().contains("config.api_url"));
+        assert!(!last_error().contains("sekrit-key-42"));
+
+        let emu = start();
+        let cfg = CString::new(format!(
+            r#"{{"community_id":"{}","api_key":"{}","api_url":"{}"}}"#,
+            emu.community_id(),
+            emu.api_key(),
+            emu.base_url()
+        ))
+        .unwrap();
+        let c = sonoran_client_new(cfg.as_ptr());
+        assert!(!c.is_null());
+        assert!(sonoran_last_error().is_null(), "success clears the last error");
+        let mut n: u32 = 0;
+        let ud = &mut n as *mut u32 as *mut c_void;
+        let ty = CString::new("lower").unwrap();
+        let data = CString::new("{}").unwrap();
+        assert_eq!(sonoran_request(c, ty.as_ptr(), data.as_ptr(), Some(count), ud), 0);
+        assert!(last_error().starts_with("type:"));
+        assert_eq!(sonoran_request(c, std::ptr::null(), data.as_ptr(), Some(count), ud), 0);
+        assert_eq!(sonoran_poll(std::ptr::null_mut(), 0), 0);
+        assert_eq!(sonoran_pending(std::ptr::null()), 0);
+        assert_eq!(sonoran_cancel(std::ptr::null_mut(), 1), 0);
+        assert_eq!(sonoran_cancel(c, 12345), 0);
+        let ok = CString::new(r#"{"apiId":"11000010499F33C"}"#).unwrap();
+        let id = sonoran_check_api_id(c, ok.as_ptr(), Some(count), ud);
+        assert!(id > 0);
+        // A NULL callback is accepted: the result is discarded.
+        assert!(sonoran_check_api_id(c, ok.as_ptr(), None, std::ptr::null_mut()) > 0);
+        let start = std::time::Instant::now();
+        while sonoran_pending(c) > 0 {
+            sonoran_poll(c, 0);
+            assert!(start.elapsed().as_secs() < 20);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(n, 1);
+        sonoran_client_free(c);
+        sonoran_client_free(std::ptr::null_mut());
+        assert_eq!(CStr::from_ptr(sonoran_version()).to_str().unwrap(), sonoran::VERSION);
+    }
+}
