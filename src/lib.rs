@@ -12,13 +12,26 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod ffi;
+pub mod linking;
+#[cfg(any(feature = "lua54", feature = "luajit", feature = "lua51"))]
+mod lua;
 pub mod request;
 pub mod response;
+pub mod session;
 mod transport;
 pub mod wire;
 
+#[cfg(any(
+    all(feature = "lua54", feature = "luajit"),
+    all(feature = "lua54", feature = "lua51"),
+    all(feature = "luajit", feature = "lua51")
+))]
+compile_error!("enable exactly one of the features lua54, luajit, lua51: each build of the Lua module targets one Lua ABI");
+
 pub use client::{Client, Handler};
-pub use config::{ApiKey, Config, Delivery};
+pub use config::{ApiKey, Config, Delivery, IdentifierType, SetApiIdForm};
+pub use linking::PlayerIds;
+pub use session::{parse_session, parse_session_value, Capture};
 pub use error::Refusal;
 pub use request::{Call, Kind, PERMISSIONS};
 pub use response::{Completion, ErrorCode, Failure, Outcome, Success};
