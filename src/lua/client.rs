@@ -1,0 +1,233 @@
+//! The client userdata: a core [`Client`] in `poll` delivery plus the Lua callbacks of its
+//! pending requests, held in this state's registry and keyed by request id.
+//!
+//! Every method answers `value` or `nil, message`; the Lua face (`sonoran.lua`) turns a message
+//! into a Lua error at the caller's line. Lua is only touched inside these methods, which run on
+//! the thread that owns the state.
+
+use super::convert;
+use crate::client::Client;
+use crate::config::Config;
+use crate::error::Refusal;
+use crate::request::Call;
+use mlua::{Function, IntoLua, Lua, MultiValue, RegistryKey, UserData, UserDataMethods, Value as LuaValue};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+pub(crate) struct LuaClient {
+    client: Client,
+    /// Requests whose result has not been delivered by `poll()` yet, with their callback
+    /// (None: no callback, result dropped unless `attach` gives one).
+    callbacks: RefCell<HashMap<u64, Option<RegistryKey>>>,
+}
+
+/// `value` or `nil, message`.
+fn answer<T: IntoLua>(lua: &Lua, r: Result<T, Refusal>) -> mlua::Result<MultiValue> {
+    match r {
+        Ok(v) => Ok(MultiValue::from_iter([v.into_lua(lua)?])),
+        Err(refusal) => Ok(MultiValue::from_iter([LuaValue::Nil, refusal.message().into_lua(lua)?])),
+    }
+}
+
+fn callback_arg(cb: LuaValue) -> Result<Option<Function>, Refusal> {
+    match cb {
+        LuaValue::Nil => Ok(None),
+        LuaValue::Function(f) => Ok(Some(f)),
+        other => Err(Refusal::field("callback", format!("expected a function or nil, got a {}", other.type_name()))),
+    }
+}
+
+fn request_id(v: &LuaValue) -> Result<u64, Refusal> {
+    let id = match v {
+        LuaValue::Integer(i) => u64::try_from(*i).ok(),
+        LuaValue::Number(n) if n.fract() == 0.0 && *n >= 0.0 && *n < 9.0e15 => Some(*n as u64),
+        _ => None,
+    };
+    id.filter(|id| *id > 0).ok_or_else(|| {
+        Refusal::field("id", format!("expected a request id (a positive integer), got a {}", v.type_name()))
+    })
+}
+
+/// `sonoran.new(config)`: the configuration table, validated by the core. Lua always gets
+/// `poll` delivery: a Lua state must never be touched off its own thread.
+pub(crate) fn new(lua: &Lua, config: LuaValue) -> mlua::Result<MultiValue> {
+    let r = (|| {
+        let mut value = convert::to_json(&config, "config")?;
+        if let Value::Object(obj) = &mut value {
+            match obj.get("delivery") {
+                None => {
+                    obj.insert("delivery".into(), Value::from("poll"));
+                }
+                Some(Value::String(s)) if s == "thread" => {
+                    return Err(Refusal::field(
+                        "config.delivery",
+                        "\"thread\" is not available from Lua: callbacks run on the script's own thread, inside \
+                         cad:poll() (leave delivery out, or set it to \"poll\")",
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let config = Config::from_value(&value)?;
+        Ok(LuaClient { client: Client::new(config)?, callbacks: RefCell::new(HashMap::new()) })
+    })();
+    match r {
+        Ok(c) => Ok(MultiValue::from_iter([LuaValue::UserData(lua.create_userdata(c)?)])),
+        Err(e) => answer::<bool>(lua, Err(e)),
+    }
+}
+
+impl LuaClient {
+    fn submit(
+        &self,
+        lua: &Lua,
+        call: Result<Call, Refusal>,
+        cb: Option<Function>,
+    ) -> mlua::Result<Result<u64, Refusal>> {
+        let call = match call {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        // Hold the callback before submitting, so an accepted request always has it.
+        let key = cb.map(|f| lua.create_registry_value(f)).transpose()?;
+        match self.client.submit(call, None) {
+            Ok(id) => {
+                self.callbacks.borrow_mut().insert(id, key);
+                Ok(Ok(id))
+            }
+            Err(e) => {
+                if let Some(k) = key {
+                    lua.remove_registry_value(k)?;
+                }
+                Ok(Err(e))
+            }
+        }
+    }
+
+    /// Deliver one completion: release its callback and hand it, with the result table, to
+    /// `deliver` (the Lua face's protected runner).
+    fn deliver(&self, lua: &Lua, deliver: &Function, completion: crate::Completion) -> mlua::Result<()> {
+        let key = self.callbacks.borrow_mut().remove(&completion.id).flatten();
+        let Some(key) = key else { return Ok(()) };
+        let cb: Function = lua.registry_value(&key)?;
+        lua.remove_registry_value(key)?;
+        let res = convert::to_lua(lua, &completion.to_value())?;
+        deliver.call::<()>((cb, res))
+    }
+}
+
+impl UserData for LuaClient {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("submit", |lua, this, (kind, data, cb): (String, LuaValue, LuaValue)| {
+            let cb = match callback_arg(cb) {
+                Ok(cb) => cb,
+                Err(e) => return answer::<bool>(lua, Err(e)),
+            };
+            let call = convert::to_json(&data, "data").and_then(|data| match kind.as_str() {
+                "set_api_id" => Call::set_api_id(data),
+                "link_character" => Call::link_character(data),
+                "modify_identifier" => Call::modify_identifier(data),
+                "set_account_permissions" => Call::set_account_permissions(data),
+                "get_account" => Call::get_account(data),
+                "check_api_id" => Call::check_api_id(data),
+                other => Err(Refusal::new(format!("no typed call named '{}'", crate::config::printable(other)))),
+            });
+            let r = this.submit(lua, call, cb)?;
+            answer(lua, r)
+        });
+
+        methods.add_method("request", |lua, this, (ty, data, cb): (LuaValue, LuaValue, LuaValue)| {
+            let cb = match callback_arg(cb) {
+                Ok(cb) => cb,
+                Err(e) => return answer::<bool>(lua, Err(e)),
+            };
+            let call = match &ty {
+                LuaValue::String(s) => match s.to_str() {
+                    Ok(ty) => convert::to_json(&data, "data").and_then(|data| Call::generic(&ty, data)),
+                    Err(_) => Err(Refusal::field("type", "is not valid UTF-8 text")),
+                },
+                other => Err(Refusal::field(
+                    "type",
+                    format!("expected an API type name like \"UNIT_STATUS\", got a {}", other.type_name()),
+                )),
+            };
+            let r = this.submit(lua, call, cb)?;
+            answer(lua, r)
+        });
+
+        methods.add_method("poll", |lua, this, (max, deliver): (LuaValue, Function)| {
+            let max = match &max {
+                LuaValue::Nil => 0,
+                LuaValue::Integer(n) if *n >= 0 => *n as usize,
+                LuaValue::Number(n) if n.fract() == 0.0 && *n >= 0.0 => *n as usize,
+                other => {
+                    let e = Refusal::field(
+                        "max",
+                        format!("expected a count >= 0 (0 or nil: all ready), got {}", other.type_name()),
+                    );
+                    return answer::<bool>(lua, Err(e));
+                }
+            };
+            let ran = this.client.poll(max, |completion| {
+                let id = completion.id;
+                if let Err(e) = this.deliver(lua, &deliver, completion) {
+                    // The Lua face's runner is protected; this is only reached on memory errors.
+                    eprintln!("sonoran: could not deliver the result of request {id}: {e}");
+                }
+            });
+            answer(lua, Ok(ran))
+        });
+
+        methods.add_method("attach", |lua, this, (id, cb): (LuaValue, Function)| {
+            let r = request_id(&id).and_then(|id| {
+                let callbacks = this.callbacks.borrow();
+                match callbacks.get(&id) {
+                    None => Err(Refusal::new(format!(
+                        "request {id} is not pending on this client (unknown, or its result was already delivered by poll)"
+                    ))),
+                    Some(Some(_)) => Err(Refusal::new(format!(
+                        "request {id} already has a callback; await works on requests started without one"
+                    ))),
+                    Some(None) => Ok(id),
+                }
+            });
+            match r {
+                Ok(id) => {
+                    let key = lua.create_registry_value(cb)?;
+                    this.callbacks.borrow_mut().insert(id, Some(key));
+                    answer(lua, Ok(id))
+                }
+                Err(e) => answer::<bool>(lua, Err(e)),
+            }
+        });
+
+        methods.add_method("pending", |_, this, ()| Ok(this.client.pending()));
+
+        methods.add_method("cancel", |lua, this, id: LuaValue| {
+            let r = request_id(&id).map(|id| this.client.cancel(id));
+            answer(lua, r)
+        });
+
+        methods.add_method("close", |_, this, ()| {
+            this.client.close();
+            Ok(())
+        });
+    }
+}
+
+impl Drop for LuaClient {
+    /// Runs from `__gc` (or when the state closes): the core closes the client and joins its
+    /// threads. Callbacks cannot run here; say so when some were still waiting.
+    fn drop(&mut self) {
+        self.client.close();
+        let waiting = self.callbacks.get_mut().values().filter(|k| k.is_some()).count();
+        if waiting > 0 {
+            eprintln!(
+                "sonoran: a client was garbage-collected with {waiting} callback(s) not yet run; their requests \
+                 completed as SHUTDOWN without calling them (call cad:close() and poll() until cad:pending() == 0 \
+                 to run them)"
+            );
+        }
+    }
+}

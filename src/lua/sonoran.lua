@@ -1,0 +1,214 @@
+-- The Lua face of the sonoran module (embedded in the library, run once per require).
+-- The native pieces arrive as the chunk's argument; this file only raises errors at the
+-- caller's line, runs callbacks in protected mode, and implements await with coroutines.
+-- Written for Lua 5.1, LuaJIT and Lua 5.4 alike.
+local native = ...
+
+local M = {}
+local Client = {}
+Client.__index = Client
+Client.__name = "sonoran.client"
+
+local traceback = (debug and debug.traceback) or function(msg) return msg end
+
+M.null = native.null
+M.array_mt = native.array_mt
+M.object_mt = native.object_mt
+M.ERROR_CODES = native.error_codes
+M.ABI = native.abi
+
+--- The library version, e.g. "0.1.0".
+function M.version()
+  return native.version
+end
+
+--- Mark a table as a JSON array (so an empty one is sent as []). Returns the table.
+function M.array(t)
+  return setmetatable(t or {}, native.array_mt)
+end
+
+--- Mark a table as a JSON object (so an empty one is sent as {}). Returns the table.
+function M.object(t)
+  return setmetatable(t or {}, native.object_mt)
+end
+
+local function default_handler(message, id)
+  io.stderr:write(("sonoran: callback of request %s failed: %s\n"):format(tostring(id), tostring(message)))
+end
+
+local module_handler = nil
+
+--- Set the handler for errors raised by callbacks of every client in this state (nil: the
+--- default, which writes to stderr). A client's own handler (cad:on_error) comes first.
+--- Returns the previous handler.
+function M.on_error(handler)
+  if handler ~= nil and type(handler) ~= "function" then
+    error("sonoran.on_error: expected a function(message, request_id) or nil", 2)
+  end
+  local previous = module_handler
+  module_handler = handler
+  return previous
+end
+
+local function report(self, message, id)
+  local handler = rawget(self, "_on_error") or module_handler or default_handler
+  local ok, err = pcall(handler, message, id)
+  if not ok then
+    default_handler(("the error handler itself failed (%s) while reporting: %s"):format(tostring(err), tostring(message)), id)
+  end
+end
+
+local function raise(err, level)
+  error("sonoran: " .. tostring(err), level + 1)
+end
+
+local function need_client(self, name)
+  if getmetatable(self) ~= Client then
+    error(("sonoran: call %s with a colon: cad:%s(...)"):format(name, name), 3)
+  end
+end
+
+--- Create a client. See the README's Lua section for every configuration key.
+function M.new(config)
+  if type(config) ~= "table" then
+    error("sonoran.new: expected a configuration table { community_id = ..., api_key = ..., ... }", 2)
+  end
+  local raw, err = native.new(config)
+  if not raw then
+    raise(err, 2)
+  end
+  local self = setmetatable({ _raw = raw }, Client)
+  -- Runs one callback in protected mode; called by the native poll for each result.
+  self._deliver = function(callback, res)
+    local ok, e = xpcall(function() return callback(res) end, function(m) return traceback(tostring(m), 2) end)
+    if not ok then
+      report(self, e, res.id)
+    end
+  end
+  return self
+end
+
+for _, name in ipairs({
+  "set_api_id",
+  "link_character",
+  "modify_identifier",
+  "set_account_permissions",
+  "get_account",
+  "check_api_id",
+}) do
+  Client[name] = function(self, data, callback)
+    need_client(self, name)
+    local id, err = self._raw:submit(name, data, callback)
+    if not id then
+      raise(err, 2)
+    end
+    return id
+  end
+end
+
+--- Any API type: cad:request("UNIT_STATUS", data, callback). Returns the request id.
+function Client:request(request_type, data, callback)
+  need_client(self, "request")
+  local id, err = self._raw:request(request_type, data, callback)
+  if not id then
+    raise(err, 2)
+  end
+  return id
+end
+
+--- Run up to max ready callbacks (nil or 0: all ready now) on this thread; returns how many
+--- results were delivered. Never waits.
+function Client:poll(max)
+  need_client(self, "poll")
+  local n, err = self._raw:poll(max, self._deliver)
+  if not n then
+    raise(err, 2)
+  end
+  return n
+end
+
+--- Requests whose result has not been delivered by poll() yet.
+function Client:pending()
+  need_client(self, "pending")
+  return self._raw:pending()
+end
+
+--- Cancel a request: true when it was pending (its callback gets CANCELLED on a later poll).
+function Client:cancel(id)
+  need_client(self, "cancel")
+  local ok, err = self._raw:cancel(id)
+  if ok == nil then
+    raise(err, 2)
+  end
+  return ok
+end
+
+--- Stop accepting requests, complete the pending ones as SHUTDOWN and stop the library's
+--- threads. Callbacks still run on later polls. Idempotent.
+function Client:close()
+  need_client(self, "close")
+  self._raw:close()
+end
+
+--- Set this client's handler for errors raised by its callbacks (nil: the module's handler).
+function Client:on_error(handler)
+  need_client(self, "on_error")
+  if handler ~= nil and type(handler) ~= "function" then
+    error("sonoran: on_error expects a function(message, request_id) or nil", 2)
+  end
+  rawset(self, "_on_error", handler)
+end
+
+--- Wait for the result of a request started without a callback and return it.
+--- Inside a coroutine: yields until poll() delivers the result, then resumes the coroutine from
+--- inside that poll(). With a wait function (a host's own sleep, e.g. function() Wait(0) end):
+--- calls it until the result has been delivered by the host's poll().
+function Client:await(id, wait)
+  need_client(self, "await")
+  local co
+  if wait == nil then
+    local running, is_main = coroutine.running()
+    local yieldable = true
+    if coroutine.isyieldable then
+      yieldable = coroutine.isyieldable()
+    end
+    if running == nil or is_main or not yieldable then
+      error("sonoran: await must run inside a coroutine (e.g. coroutine.wrap(function() ... end)()), "
+        .. "or be given a wait function: cad:await(id, function() Wait(0) end)", 2)
+    end
+    co = running
+  elseif type(wait) ~= "function" then
+    error("sonoran: await: wait must be a function or nil", 2)
+  end
+  local done, result = false, nil
+  local ok, err = self._raw:attach(id, function(res)
+    done, result = true, res
+    if co and coroutine.status(co) == "suspended" then
+      local resumed, e = coroutine.resume(co)
+      if not resumed then
+        error(traceback(co, tostring(e)), 0)
+      end
+    end
+  end)
+  if not ok then
+    raise(err, 2)
+  end
+  while not done do
+    if wait then
+      wait()
+    else
+      coroutine.yield()
+    end
+  end
+  return result
+end
+
+Client.__close = function(self)
+  self:close()
+end
+
+Client.__tostring = function(self)
+  return ("sonoran.client (%d pending)"):format(self._raw:pending())
+end
+
+return M
