@@ -77,10 +77,20 @@ pub unsafe extern "C-unwind" fn luaopen_sonoran(state: *mut ffi::lua_State) -> c
     Lua::entrypoint1(state, module)
 }
 
+/// `sonoran.parse_session(text_or_table)`: the capture table, or `nil, message`.
+fn parse_session(lua: &Lua, capture: LuaValue) -> mlua::Result<(LuaValue, Option<String>)> {
+    let parsed = convert::to_json(&capture, "capture").and_then(|v| crate::session::parse_session_value(&v));
+    match parsed {
+        Ok(c) => Ok((convert::to_lua(lua, &c.to_value())?, None)),
+        Err(e) => Ok((LuaValue::Nil, Some(e.message().to_string()))),
+    }
+}
+
 fn module(lua: &Lua) -> mlua::Result<LuaValue> {
     let (array_mt, object_mt) = convert::install_markers(lua)?;
     let native: Table = lua.create_table()?;
     native.set("new", lua.create_function(client::new)?)?;
+    native.set("parse_session", lua.create_function(parse_session)?)?;
     native.set("version", crate::VERSION)?;
     native.set("abi", BUILT_FOR.1)?;
     native.set("null", LuaValue::NULL)?;

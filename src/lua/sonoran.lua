@@ -22,6 +22,13 @@ function M.version()
   return native.version
 end
 
+--- Parse the tablet's login capture (the legacy console line, or the iframe message as a table or
+--- JSON text). Returns { community = ... or nil, username = ..., sessionId = ... }, or nil and the
+--- reason: the text comes from players, so a refusal is a value, not an error.
+function M.parse_session(capture)
+  return native.parse_session(capture)
+end
+
 --- Mark a table as a JSON array (so an empty one is sent as []). Returns the table.
 function M.array(t)
   return setmetatable(t or {}, native.array_mt)

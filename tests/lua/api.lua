@@ -100,6 +100,19 @@ H.test("empty JSON array in a result keeps its type", function()
   H.eq(res.data.joined, nil, "JSON null in an object reads as nil")
 end)
 
+H.test("parse_session: both capture forms, refusals as nil + message", function()
+  local c = sonoran.parse_session("x LOGIN COMMUNITY: {TEST2} USERNAME: {SonoranBrian1} SESSIONID: {75afeea-a869-4dea-b2} y")
+  H.eq(c.community, "TEST2", "community")
+  H.eq(c.username, "SonoranBrian1", "username")
+  H.eq(c.sessionId, "75afeea-a869-4dea-b2", "sessionId")
+  c = sonoran.parse_session({ username = "SonoranBrian1", session = "abc-123" })
+  H.eq(c.community, nil, "iframe form has no community")
+  H.eq(c.sessionId, "abc-123", "sessionId")
+  local none, why = sonoran.parse_session({ username = "x", session = "y", extra = "z" })
+  H.eq(none, nil, "refused")
+  H.eq(type(why), "string", "reason")
+end)
+
 -- Error codes ---------------------------------------------------------------------------
 
 local function code_case(name, cfg, start, code)
