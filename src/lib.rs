@@ -26,7 +26,9 @@ pub mod wire;
     all(feature = "lua54", feature = "lua51"),
     all(feature = "luajit", feature = "lua51")
 ))]
-compile_error!("enable exactly one of the features lua54, luajit, lua51: each build of the Lua module targets one Lua ABI");
+compile_error!(
+    "enable exactly one of the features lua54, luajit, lua51: each build of the Lua module targets one Lua ABI"
+);
 
 pub use client::{Client, Handler};
 pub use config::{ApiKey, Config, Delivery, IdentifierType, SetApiIdForm};
