@@ -4,22 +4,30 @@
 //! Exactly once: an accepted request is an entry in `pending`. Whoever removes the entry (the
 //! request's own task, `cancel`, or `close`) delivers its one result; nobody else can.
 
-use crate::config::{Config, Delivery};
+use crate::config::{Config, Delivery, MAX_RETRY_BACKOFF};
 use crate::error::Refusal;
+use crate::events::{Events, Level, LogHook};
 use crate::linking::LinkCache;
+use crate::policy::{self, Breaker, Check};
+use crate::ratelimit::Limiter;
 use crate::request::Call;
 use crate::response::{Completion, ErrorCode, Failure, Outcome};
+use crate::stats::{Gauge, Stats};
 use crate::transport::Transport;
 use crate::wire;
+use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use tokio::runtime::Runtime;
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 /// What runs with a request's result. In `poll` delivery it runs inside [`Client::poll`] on the
 /// polling thread; in `thread` delivery on the library's delivery thread.
@@ -29,7 +37,35 @@ struct Entry {
     handler: Option<Handler>,
     request_type: Arc<str>,
     abort: Option<AbortHandle>,
+    accepted: Instant,
 }
+
+/// What every API call made on behalf of one request knows about it.
+#[derive(Clone, Copy)]
+struct RequestCtx {
+    id: u64,
+    deadline: Instant,
+}
+
+tokio::task_local! {
+    static CTX: RequestCtx;
+}
+
+/// Most requests one coalesced call carries.
+pub const MAX_COALESCED: usize = 100;
+
+/// Requests of one type gathered during a coalescing window.
+struct Batch {
+    closed: bool,
+    /// Each member's `data` elements, and whether the member still waits for them.
+    members: Vec<(Vec<Value>, Arc<AtomicBool>)>,
+    bytes: usize,
+    deadline: Instant,
+    tx: watch::Sender<Option<Outcome>>,
+}
+
+/// Session ids remembered for redaction.
+const MAX_SESSIONS: usize = 1024;
 
 struct Pending {
     accepting: bool,
@@ -50,6 +86,14 @@ pub(crate) struct Inner {
     /// `thread` delivery: the channel to the delivery thread (None once closed).
     delivery_tx: Mutex<Option<mpsc::Sender<Ready>>>,
     pub(crate) link_cache: LinkCache,
+    limiter: Arc<Limiter>,
+    breaker: Breaker,
+    stats: Stats,
+    events: Events,
+    /// Session ids seen in requests (redacted from every text that leaves the library).
+    sessions: Mutex<VecDeque<String>>,
+    batches: Mutex<HashMap<Arc<str>, Arc<Mutex<Batch>>>>,
+    me: Weak<Inner>,
 }
 
 /// A Sonoran CAD client. Cheap to share by reference across threads; see the README for the
@@ -99,7 +143,16 @@ impl Client {
                 (Some(tx), Some(t))
             }
         };
-        let inner = Arc::new(Inner {
+        let limiter = Arc::new(Limiter::new(&config.rate_limits));
+        handle.spawn(limiter.clone().run());
+        let inner = Arc::new_cyclic(|me| Inner {
+            limiter,
+            breaker: Breaker::default(),
+            stats: Stats::new(),
+            events: Events::default(),
+            sessions: Mutex::new(VecDeque::new()),
+            batches: Mutex::new(HashMap::new()),
+            me: me.clone(),
             config,
             transport,
             next_id: AtomicU64::new(1),
@@ -122,6 +175,14 @@ impl Client {
     /// exactly once (or, with no handler, the `fallback` given to [`Client::poll`]).
     pub fn submit(&self, call: Call, handler: Option<Handler>) -> Result<u64, Refusal> {
         let path = self.inner.config.path_for(&call.request_type)?;
+        let cfg = &self.inner.config;
+        let size = wire::encode_body(&cfg.community_id, cfg.api_key.expose(), &call.request_type, &call.data).len();
+        if size > cfg.max_request_bytes {
+            return Err(Refusal::field(
+                "data",
+                format!("the request is {size} bytes, over max_request_bytes ({} bytes)", cfg.max_request_bytes),
+            ));
+        }
         let request_type = call.request_type.clone();
         self.submit_with(request_type, handler, move |inner| async move { inner.execute(&path, &call).await })
     }
@@ -155,8 +216,13 @@ impl Client {
         let fut = op(inner.clone());
         let timeout = inner.config.timeout;
         let task_inner = inner.clone();
+        // The deadline every wait and send of this request is held to; it is never later than
+        // the timeout around the whole operation, which stays the last word.
+        let accepted = Instant::now();
+        let ctx = RequestCtx { id, deadline: accepted + timeout };
+        inner.stats.submitted.fetch_add(1, Ordering::Relaxed);
         let task = self.handle.spawn(async move {
-            let outcome = match tokio::time::timeout(timeout, fut).await {
+            let outcome = match tokio::time::timeout(timeout, CTX.scope(ctx, fut)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(Failure::new(
                     0,
@@ -169,7 +235,7 @@ impl Client {
             };
             task_inner.complete(id, outcome);
         });
-        pending.entries.insert(id, Entry { handler, request_type, abort: Some(task.abort_handle()) });
+        pending.entries.insert(id, Entry { handler, request_type, abort: Some(task.abort_handle()), accepted });
         Ok(id)
     }
 
@@ -206,6 +272,28 @@ impl Client {
     /// Results ready for `poll()`.
     pub fn ready(&self) -> usize {
         self.inner.ready_len.load(Ordering::Acquire)
+    }
+
+    /// What the client has done so far: queue, in flight, completions by code, retries, 429s,
+    /// time spent waiting for the limiter, latency percentiles, stopped and paused types.
+    pub fn stats(&self) -> ClientStats {
+        self.inner.stats_snapshot()
+    }
+
+    /// Install a log hook (or remove it with `None`): it receives a line for each decision the
+    /// client takes on its own (paused by a 429, retrying, not retrying, sending stopped or
+    /// resumed, a coalesced call), with the API key and session ids redacted. It runs on a
+    /// library worker thread, possibly two at once; once this returns, the previous hook is
+    /// not running and is never called again. It must not call `set_log_hook` itself.
+    pub fn set_log_hook(&self, hook: Option<LogHook>) {
+        self.inner.events.set(hook);
+    }
+
+    /// Lift every stop put on sending by a fatal configuration answer and every 429 pause, at
+    /// once (for a host that has fixed what was wrong, e.g. the API was enabled for its plan).
+    pub fn resume(&self) {
+        self.inner.breaker.reset();
+        self.inner.limiter.clear_pauses();
     }
 
     /// Cancel a request that has not completed: it completes with `CANCELLED` (delivered like any
@@ -286,6 +374,7 @@ impl Inner {
             f.message = self.redact(&f.message);
             f
         });
+        self.stats.completed(outcome.as_ref().err().map(|f| f.code), entry.accepted.elapsed());
         let completion = Completion { id, request_type: entry.request_type, outcome };
         let ready = (completion, entry.handler);
         if self.config.delivery == Delivery::Thread {
@@ -304,21 +393,395 @@ impl Inner {
         self.ready_len.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Remove the API key from any text that leaves the library.
+    /// Remove the API key and every session id seen in a request from any text that leaves
+    /// the library.
     pub(crate) fn redact(&self, text: &str) -> String {
+        let mut out = std::borrow::Cow::Borrowed(text);
         let key = self.config.api_key.expose();
-        if key.is_empty() || !text.contains(key) {
-            return text.to_string();
+        if !key.is_empty() && out.contains(key) {
+            out = out.replace(key, "[redacted]").into();
         }
-        text.replace(key, "[redacted]")
+        let sessions = lock(&self.sessions);
+        for s in sessions.iter() {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "[redacted]").into();
+            }
+        }
+        out.into_owned()
     }
 
-    /// Send one call and classify the answer.
+    /// Remember the session ids a call carries, so that no text quotes them.
+    fn remember_sessions(&self, data: &[Value]) {
+        let ids: Vec<&str> = data.iter().filter_map(|v| v.get("sessionId").and_then(Value::as_str)).collect();
+        if ids.is_empty() {
+            return;
+        }
+        let mut sessions = lock(&self.sessions);
+        for id in ids {
+            // Very short values would redact ordinary words; they are not real session ids.
+            if id.len() >= 4 && !sessions.iter().any(|s| s == id) {
+                if sessions.len() >= MAX_SESSIONS {
+                    sessions.pop_front();
+                }
+                sessions.push_back(id.to_string());
+            }
+        }
+    }
+
+    /// Send a log line to the hook, redacted (built only when a hook is installed).
+    fn log(&self, level: Level, message: impl FnOnce() -> String) {
+        if self.events.enabled() {
+            self.events.emit(level, &self.redact(&message()));
+        }
+    }
+
+    fn stats_snapshot(&self) -> ClientStats {
+        let st = &self.stats;
+        let (latency_ms, request_latency_ms) = st.histograms();
+        let mut disabled = serde_json::Map::new();
+        for (ty, stop) in self.breaker.snapshot() {
+            disabled.insert(
+                ty.unwrap_or_else(|| "*".to_string()),
+                json!({"cause": stop.cause, "remaining_ms": stop.until.saturating_duration_since(Instant::now()).as_millis() as u64}),
+            );
+        }
+        let paused: serde_json::Map<String, Value> =
+            self.limiter.pauses().into_iter().map(|(t, d)| (t.to_string(), json!(d.as_millis() as u64))).collect();
+        ClientStats {
+            pending: self.outstanding.load(Ordering::Acquire),
+            queued: st.queued.load(Ordering::Relaxed),
+            waiting_for_limiter: self.limiter.waiting(),
+            in_flight: st.in_flight.load(Ordering::Relaxed),
+            submitted: st.submitted.load(Ordering::Relaxed),
+            completed: st.completed_value(),
+            api_calls: st.api_calls.load(Ordering::Relaxed),
+            retries: st.retries.load(Ordering::Relaxed),
+            rate_limited_429: st.rate_limited_429.load(Ordering::Relaxed),
+            coalesced: st.coalesced.load(Ordering::Relaxed),
+            limiter_wait_ms: st.limiter_wait_us.load(Ordering::Relaxed) / 1000,
+            latency_ms,
+            request_latency_ms,
+            disabled: Value::Object(disabled),
+            paused: Value::Object(paused),
+        }
+    }
+
+    /// Send one call the way every call goes out: stop check, coalescing (when configured for
+    /// the type), the limiter queue, retries. Plain requests and the linking flows all come
+    /// through here.
     pub(crate) async fn execute(&self, path: &str, call: &Call) -> Outcome {
-        let body =
-            wire::encode_body(&self.config.community_id, self.config.api_key.expose(), &call.request_type, &call.data);
+        let ctx = CTX.try_with(|c| *c).unwrap_or(RequestCtx { id: 0, deadline: Instant::now() + self.config.timeout });
+        self.remember_sessions(&call.data);
+        if let Check::Stopped { stop, every_type } = self.breaker.check(&call.request_type) {
+            return Err(policy::disabled_failure(&call.request_type, &stop, every_type));
+        }
+        if let Some(window) = self.config.coalesce.get(&*call.request_type) {
+            return self.coalesced(path, call, *window, ctx).await;
+        }
+        self.paced(path, &call.request_type, &call.data, ctx, 1).await
+    }
+
+    /// One request through the limiter, retried per `policy`, until it succeeds, fails for
+    /// good, or its deadline passes. `members` > 1 for a coalesced call (for log lines).
+    async fn paced(&self, path: &str, ty: &Arc<str>, data: &[Value], ctx: RequestCtx, members: usize) -> Outcome {
+        let class = policy::retry_class(ty, data);
+        let body = wire::encode_body(&self.config.community_id, self.config.api_key.expose(), ty, data);
+        let max = self.config.max_attempts;
+        let who = || {
+            if members > 1 {
+                format!("{ty} (coalesced call of {members} requests)")
+            } else {
+                format!("{ty} request {}", ctx.id)
+            }
+        };
+        let mut attempt = 0u32;
+        loop {
+            // A 429 pause that outlasts the deadline: answer now rather than wait for nothing.
+            if let Some(until) = self.limiter.paused_until(ty) {
+                if until > ctx.deadline {
+                    let left = until.saturating_duration_since(Instant::now()).as_millis() as u64;
+                    let mut f = Failure::new(
+                        0,
+                        ErrorCode::RateLimited,
+                        format!(
+                            "not sent: {ty} is paused for another {left} ms after a 429 from the API, past this request's deadline (timeout_ms)"
+                        ),
+                    );
+                    f.retry_after_ms = Some(left);
+                    return Err(f);
+                }
+            }
+            let waited = Instant::now();
+            {
+                let _queued = Gauge::up(&self.stats.queued);
+                let turn = tokio::time::timeout_at(ctx.deadline, self.limiter.acquire(ty)).await;
+                let us = waited.elapsed().as_micros() as u64;
+                self.stats.limiter_wait_us.fetch_add(us, Ordering::Relaxed);
+                if turn.is_err() {
+                    return Err(Failure::new(
+                        0,
+                        ErrorCode::Timeout,
+                        format!(
+                            "not sent: waited {} ms for its turn (client-side rate_limits{}) and reached its deadline (timeout_ms {})",
+                            us / 1000,
+                            if attempt > 0 { ", after a retry" } else { "" },
+                            self.config.timeout.as_millis()
+                        ),
+                    ));
+                }
+            }
+            match self.breaker.check(ty) {
+                Check::Stopped { stop, every_type } => return Err(policy::disabled_failure(ty, &stop, every_type)),
+                Check::Reopened(stop) => self.log(Level::Info, || {
+                    format!("sending {ty} again: the stop after {} ran out (disable_cooldown_ms)", stop.cause)
+                }),
+                Check::Open => {}
+            }
+            attempt += 1;
+            let sent_at = Instant::now();
+            let result = {
+                let _on_wire = Gauge::up(&self.stats.in_flight);
+                self.stats.api_calls.fetch_add(1, Ordering::Relaxed);
+                self.send_once(path, body.clone()).await
+            };
+            self.stats.http_latency.record(sent_at.elapsed());
+            let f = match result {
+                Ok(s) => return Ok(s),
+                Err(f) => f,
+            };
+            match f.code {
+                ErrorCode::InvalidApiKey | ErrorCode::InvalidCommunityId => {
+                    self.breaker.trip(None, f.code, &f.message, self.config.disable_cooldown);
+                    self.limiter.flush(None);
+                    self.log(Level::Error, || {
+                        format!(
+                            "sending stopped for every type: the API answered {} ('{}') to {}; requests complete API_DISABLED for {} ms (disable_cooldown_ms) or until resume()",
+                            f.code, f.message, who(), self.config.disable_cooldown.as_millis()
+                        )
+                    });
+                    return Err(f);
+                }
+                ErrorCode::ApiNotEnabled => {
+                    self.breaker.trip(Some(ty), f.code, &f.message, self.config.disable_cooldown);
+                    self.limiter.flush(Some(ty));
+                    self.log(Level::Error, || {
+                        format!(
+                            "sending {ty} stopped: the API answered {} ('{}'); {ty} requests complete API_DISABLED for {} ms (disable_cooldown_ms) or until resume()",
+                            f.code, f.message, self.config.disable_cooldown.as_millis()
+                        )
+                    });
+                    return Err(f);
+                }
+                ErrorCode::RateLimited => {
+                    self.stats.rate_limited_429.fetch_add(1, Ordering::Relaxed);
+                    let pause = f.retry_after_ms.map(Duration::from_millis).unwrap_or(self.config.rate_limit_pause);
+                    let until = Instant::now() + pause;
+                    self.limiter.pause(ty, until);
+                    let retry = attempt < max && until < ctx.deadline;
+                    self.log(Level::Warn, || {
+                        format!(
+                            "{ty} paused for {} ms by a 429 ({}) answering {}; {}",
+                            pause.as_millis(),
+                            if f.retry_after_ms.is_some() {
+                                "Retry-After"
+                            } else {
+                                "no Retry-After: rate_limit_pause_ms"
+                            },
+                            who(),
+                            if retry {
+                                format!("it is retried after the pause (attempt {} of {max})", attempt + 1)
+                            } else {
+                                "it completes RATE_LIMITED (no attempt or time left)".to_string()
+                            }
+                        )
+                    });
+                    if !retry {
+                        return Err(f);
+                    }
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {
+                    if !policy::may_retry(&f, class) {
+                        if matches!(f.code, ErrorCode::ServerError | ErrorCode::Network) && attempt < max {
+                            self.log(Level::Warn, || {
+                                format!(
+                                    "{} not retried after {}: it may have reached the API and repeating it is not safe",
+                                    who(),
+                                    f.code
+                                )
+                            });
+                        }
+                        return Err(f);
+                    }
+                    let wait = policy::backoff(self.config.retry_backoff, MAX_RETRY_BACKOFF, attempt);
+                    if attempt >= max || Instant::now() + wait >= ctx.deadline {
+                        return Err(f);
+                    }
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    self.log(Level::Info, || {
+                        format!(
+                            "retrying {} in {} ms after {} (attempt {} of {max}): {}",
+                            who(),
+                            wait.as_millis(),
+                            f.code,
+                            attempt + 1,
+                            f.message
+                        )
+                    });
+                    let _queued = Gauge::up(&self.stats.queued);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// One HTTP call and the classification of its answer; no policy.
+    async fn send_once(&self, path: &str, body: Vec<u8>) -> Outcome {
         let raw = self.transport.post(path, body).await?;
         wire::classify(raw)
+    }
+
+    /// Join (or open) the type's coalescing batch and wait for the shared call's outcome.
+    async fn coalesced(&self, path: &str, call: &Call, window: Duration, ctx: RequestCtx) -> Outcome {
+        let ty = &call.request_type;
+        let bytes: usize = call.data.iter().map(|v| serde_json::to_vec(v).map(|b| b.len() + 1).unwrap_or(0)).sum();
+        let live = Arc::new(AtomicBool::new(true));
+        struct Leave(Arc<AtomicBool>);
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Relaxed);
+            }
+        }
+        let _leave = Leave(live.clone());
+        // Room for the envelope around the elements.
+        let budget = self.config.max_request_bytes.saturating_sub(1024);
+        let mut rx = {
+            let mut batches = lock(&self.batches);
+            let joined = batches.get(ty).and_then(|b| {
+                let mut b = lock(b);
+                let fits = !b.closed && b.members.len() < MAX_COALESCED && b.bytes + bytes <= budget;
+                fits.then(|| {
+                    b.members.push((call.data.clone(), live.clone()));
+                    b.bytes += bytes;
+                    b.deadline = b.deadline.max(ctx.deadline);
+                    b.tx.subscribe()
+                })
+            });
+            match joined {
+                Some(rx) => rx,
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    let batch = Arc::new(Mutex::new(Batch {
+                        closed: false,
+                        members: vec![(call.data.clone(), live.clone())],
+                        bytes,
+                        deadline: ctx.deadline,
+                        tx,
+                    }));
+                    batches.insert(ty.clone(), batch.clone());
+                    let Some(me) = self.me.upgrade() else {
+                        return Err(Failure::new(0, ErrorCode::Shutdown, "the client was closed"));
+                    };
+                    let (ty, path) = (ty.clone(), path.to_string());
+                    tokio::spawn(async move { me.run_batch(ty, path, batch, window).await });
+                    rx
+                }
+            }
+        };
+        let _queued = Gauge::up(&self.stats.queued);
+        let shared = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().expect("wait_for saw Some"),
+            Err(_) => {
+                Err(Failure::new(0, ErrorCode::Shutdown, "the client was closed before the coalesced call was sent"))
+            }
+        };
+        shared
+    }
+
+    /// After the window: close the batch, send its live members' elements as one call, and
+    /// hand the outcome to every member.
+    async fn run_batch(self: Arc<Self>, ty: Arc<str>, path: String, batch: Arc<Mutex<Batch>>, window: Duration) {
+        tokio::time::sleep(window).await;
+        let (data, members, deadline, tx) = {
+            let mut batches = lock(&self.batches);
+            if batches.get(&ty).is_some_and(|b| Arc::ptr_eq(b, &batch)) {
+                batches.remove(&ty);
+            }
+            let mut b = lock(&batch);
+            b.closed = true;
+            let live: Vec<&(Vec<Value>, Arc<AtomicBool>)> =
+                b.members.iter().filter(|(_, l)| l.load(Ordering::Relaxed)).collect();
+            let members = live.len();
+            let data: Vec<Value> = live.into_iter().flat_map(|(d, _)| d.iter().cloned()).collect();
+            (data, members, b.deadline, b.tx.clone())
+        };
+        if members == 0 {
+            return;
+        }
+        if members > 1 {
+            self.stats.coalesced.fetch_add(members as u64, Ordering::Relaxed);
+            self.log(Level::Debug, || format!("{ty}: {members} requests coalesced into one call"));
+        }
+        let ctx = RequestCtx { id: 0, deadline };
+        let outcome = self.paced(&path, &ty, &data, ctx, members).await;
+        let _ = tx.send(Some(outcome));
+    }
+}
+
+/// A snapshot of the client's counters (`Client::stats`). `to_value()` gives the JSON that
+/// `sonoran_stats` returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientStats {
+    /// Accepted requests whose callback has not run yet.
+    pub pending: usize,
+    /// Requests waiting for their turn: limiter queue, 429 pause, retry backoff, coalescing window.
+    pub queued: usize,
+    /// Of those, requests in the limiter's queue.
+    pub waiting_for_limiter: usize,
+    /// HTTP calls on the wire now.
+    pub in_flight: usize,
+    pub submitted: u64,
+    /// Completions by code: `{"OK": n, "NOT_LINKED": n, ...}` (codes seen so far).
+    pub completed: Value,
+    /// HTTP calls made (retries included; a coalesced call counts once).
+    pub api_calls: u64,
+    pub retries: u64,
+    /// 429 answers received.
+    pub rate_limited_429: u64,
+    /// Requests that went out inside a coalesced call.
+    pub coalesced: u64,
+    /// Total time requests spent waiting in the limiter's queue.
+    pub limiter_wait_ms: u64,
+    /// One HTTP call: `{"count", "p50", "p90", "p99", "max"}` in ms (bucket upper bounds).
+    pub latency_ms: Value,
+    /// One request, accepted to completed, same shape.
+    pub request_latency_ms: Value,
+    /// Stopped types: `{"*" | "TYPE": {"cause": "INVALID_API_KEY", "remaining_ms": n}}`.
+    pub disabled: Value,
+    /// Types paused by a 429: `{"TYPE": remaining ms}`.
+    pub paused: Value,
+}
+
+impl ClientStats {
+    /// The snapshot as JSON (the shape `sonoran_stats` and `cad:stats()` return).
+    pub fn to_value(&self) -> Value {
+        json!({
+            "pending": self.pending,
+            "queued": self.queued,
+            "waiting_for_limiter": self.waiting_for_limiter,
+            "in_flight": self.in_flight,
+            "submitted": self.submitted,
+            "completed": self.completed,
+            "api_calls": self.api_calls,
+            "retries": self.retries,
+            "rate_limited_429": self.rate_limited_429,
+            "coalesced": self.coalesced,
+            "limiter_wait_ms": self.limiter_wait_ms,
+            "latency_ms": self.latency_ms,
+            "request_latency_ms": self.request_latency_ms,
+            "disabled": self.disabled,
+            "paused": self.paused,
+        })
     }
 }
 
@@ -331,5 +794,14 @@ mod tests {
         let client = Client::new(Config::new("c", "s3cr3t-key")).unwrap();
         let text = client.inner.redact("server said: bad key s3cr3t-key (s3cr3t-key)");
         assert_eq!(text, "server said: bad key [redacted] ([redacted])");
+    }
+
+    #[test]
+    fn redaction_removes_session_ids_seen_in_requests() {
+        let client = Client::new(Config::new("c", "s3cr3t-key")).unwrap();
+        client.inner.remember_sessions(&[json!({"username": "u", "sessionId": "75afeea-a869-4dea-b2"})]);
+        client.inner.remember_sessions(&[json!({"username": "u", "sessionId": "ab"})]);
+        let text = client.inner.redact("echo 75afeea-a869-4dea-b2 with s3cr3t-key, ab stays");
+        assert_eq!(text, "echo [redacted] with [redacted], ab stays");
     }
 }

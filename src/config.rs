@@ -1,6 +1,8 @@
 //! Client configuration: parsed from JSON (the C and Lua surfaces) or built in Rust.
 
 use crate::error::Refusal;
+use crate::policy;
+use crate::ratelimit::{Rate, DEFAULT_GLOBAL_RATE};
 use crate::wire;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -16,6 +18,22 @@ pub const DEFAULT_MAX_PENDING: usize = 10_000;
 pub const DEFAULT_WORKER_THREADS: usize = 2;
 /// Default cap on an answer body; a larger answer completes `BAD_RESPONSE`.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Default cap on a request body (the encoded envelope); a larger request is refused at submit.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024;
+/// Default number of times one request may be sent (the first send included): up to two
+/// automatic retries, for the failures and types where a retry is safe (see `policy`).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Default base of the exponential retry backoff: about 250 ms, 500 ms, 1 s ... (with jitter),
+/// capped at [`MAX_RETRY_BACKOFF`].
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(250);
+/// Upper bound of one retry backoff.
+pub const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a type is paused after a 429 that carries no `Retry-After`.
+pub const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(5);
+/// How long sending stays stopped after a fatal configuration answer (`INVALID_API_KEY`,
+/// `INVALID_COMMUNITY_ID` stop every type; `API_NOT_ENABLED` stops its type), unless
+/// `Client::resume` is called first: 10 minutes.
+pub const DEFAULT_DISABLE_COOLDOWN: Duration = Duration::from_secs(600);
 
 /// Where completions are delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +118,44 @@ pub struct Config {
     /// How long a CHECK_APIID answer is reused by the checker (zero: not cached).
     pub link_check_ttl: Duration,
     pub set_api_id_form: SetApiIdForm,
+    /// Client-side pacing: a global token bucket and optional per-type ones (`rate_limits`).
+    pub rate_limits: RateLimits,
+    /// Sends per request, the first included (`max_attempts`, 1 = never retry).
+    pub max_attempts: u32,
+    /// Base of the exponential retry backoff (`retry_backoff_ms`).
+    pub retry_backoff: Duration,
+    /// Pause of a type after a 429 without `Retry-After` (`rate_limit_pause_ms`).
+    pub rate_limit_pause: Duration,
+    /// How long sending stays stopped after a fatal configuration answer (`disable_cooldown_ms`).
+    pub disable_cooldown: Duration,
+    /// Opt-in coalescing window per type (`coalesce`), only for types that allow it.
+    pub coalesce: HashMap<String, Duration>,
+    /// Largest request body accepted at submit (`max_request_bytes`).
+    pub max_request_bytes: usize,
+}
+
+/// The client-side token buckets. A request waits (in arrival order) until its type's bucket,
+/// if it has one, and the global bucket, if set, both hold a token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimits {
+    /// Shared by every type. `None`: no global limit. Default [`DEFAULT_GLOBAL_RATE`].
+    pub global: Option<Rate>,
+    /// Per request type, e.g. `SET_API_ID`. A type without an entry only has the global limit.
+    pub per_type: HashMap<String, Rate>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits { global: Some(DEFAULT_GLOBAL_RATE), per_type: HashMap::new() }
+    }
+}
+
+impl RateLimits {
+    /// No client-side pacing at all (for tests against a local emulator, or a host that paces
+    /// its own calls).
+    pub fn unlimited() -> Self {
+        RateLimits { global: None, per_type: HashMap::new() }
+    }
 }
 
 impl Config {
@@ -121,6 +177,13 @@ impl Config {
             identifier_prefix: false,
             link_check_ttl: DEFAULT_LINK_CHECK_TTL,
             set_api_id_form: SetApiIdForm::ApiIds,
+            rate_limits: RateLimits::default(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
+            rate_limit_pause: DEFAULT_RATE_LIMIT_PAUSE,
+            disable_cooldown: DEFAULT_DISABLE_COOLDOWN,
+            coalesce: HashMap::new(),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 
@@ -156,6 +219,13 @@ impl Config {
             "identifier_prefix",
             "link_check_ttl_ms",
             "set_api_id_form",
+            "rate_limits",
+            "max_attempts",
+            "retry_backoff_ms",
+            "rate_limit_pause_ms",
+            "disable_cooldown_ms",
+            "coalesce",
+            "max_request_bytes",
         ];
         if let Some(unknown) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
             return Err(Refusal::new(format!(
@@ -223,6 +293,35 @@ impl Config {
                 _ => return Err(Refusal::field("config.set_api_id_form", "expected \"apiIds\" or \"id1\"")),
             };
         }
+        if let Some(v) = obj.get("rate_limits") {
+            cfg.rate_limits = parse_rate_limits(v)?;
+        }
+        if let Some(n) = optional_u64(obj, "max_attempts", 1, 10)? {
+            cfg.max_attempts = n as u32;
+        }
+        if let Some(ms) = optional_u64(obj, "retry_backoff_ms", 1, 60_000)? {
+            cfg.retry_backoff = Duration::from_millis(ms);
+        }
+        if let Some(ms) = optional_u64(obj, "rate_limit_pause_ms", 1, 3_600_000)? {
+            cfg.rate_limit_pause = Duration::from_millis(ms);
+        }
+        if let Some(ms) = optional_u64(obj, "disable_cooldown_ms", 1, 86_400_000)? {
+            cfg.disable_cooldown = Duration::from_millis(ms);
+        }
+        if let Some(n) = optional_u64(obj, "max_request_bytes", 1024, 64 << 20)? {
+            cfg.max_request_bytes = n as usize;
+        }
+        if let Some(v) = obj.get("coalesce") {
+            let m = v
+                .as_object()
+                .ok_or_else(|| Refusal::field("config.coalesce", "expected an object of {\"TYPE\": window in ms}"))?;
+            for (ty, ms) in m {
+                let ms = ms.as_u64().filter(|ms| (1..=10_000).contains(ms)).ok_or_else(|| {
+                    Refusal::field(format!("config.coalesce.{}", printable(ty)), "expected a window from 1 to 10000 ms")
+                })?;
+                cfg.coalesce.insert(ty.clone(), Duration::from_millis(ms));
+            }
+        }
         cfg.paths = string_map(obj, "paths")?;
         cfg.sections = string_map(obj, "sections")?;
         cfg.validate()?;
@@ -242,6 +341,34 @@ impl Config {
         }
         if self.worker_threads == 0 {
             return Err(Refusal::field("config.worker_threads", "must be at least 1"));
+        }
+        if self.max_attempts == 0 {
+            return Err(Refusal::field("config.max_attempts", "must be at least 1"));
+        }
+        if self.max_request_bytes < 1024 {
+            return Err(Refusal::field("config.max_request_bytes", "must be at least 1024"));
+        }
+        if let Some(r) = &self.rate_limits.global {
+            r.check("config.rate_limits.global")?;
+        }
+        for (ty, r) in &self.rate_limits.per_type {
+            check_type_name(&format!("config.rate_limits key '{}'", printable(ty)), ty)?;
+            r.check(&format!("config.rate_limits.{ty}"))?;
+        }
+        for (ty, window) in &self.coalesce {
+            check_type_name(&format!("config.coalesce key '{}'", printable(ty)), ty)?;
+            if !policy::may_coalesce(ty) {
+                return Err(Refusal::field(
+                    format!("config.coalesce.{ty}"),
+                    format!(
+                        "{ty} cannot be coalesced (its answer does not apply to every element); types that can: {}",
+                        policy::COALESCABLE.join(", ")
+                    ),
+                ));
+            }
+            if window.is_zero() || *window > Duration::from_secs(10) {
+                return Err(Refusal::field(format!("config.coalesce.{ty}"), "expected a window from 1 to 10000 ms"));
+            }
         }
         for (ty, path) in &self.paths {
             check_type_name(&format!("config.paths key '{}'", printable(ty)), ty)?;
@@ -288,6 +415,55 @@ impl Config {
             })?;
         Ok(wire::default_path(section, request_type))
     }
+}
+
+/// `{"global": {"per_second": 1, "burst": 5} | null, "TYPE": {"per_second": .., "burst": ..}}`.
+/// Keys left out keep their default (the global default, no per-type limit).
+fn parse_rate_limits(v: &Value) -> Result<RateLimits, Refusal> {
+    let m = v.as_object().ok_or_else(|| {
+        Refusal::field("config.rate_limits", "expected an object like {\"global\": {\"per_second\": 1, \"burst\": 5}}")
+    })?;
+    let mut out = RateLimits::default();
+    for (key, spec) in m {
+        let field = format!("config.rate_limits.{}", printable(key));
+        let rate = match spec {
+            Value::Null if key == "global" => None,
+            Value::Object(o) => {
+                if let Some(k) = o.keys().find(|k| k.as_str() != "per_second" && k.as_str() != "burst") {
+                    return Err(Refusal::field(
+                        format!("{field}.{}", printable(k)),
+                        "unknown key (expected per_second, burst)",
+                    ));
+                }
+                let per_second = o
+                    .get("per_second")
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| Refusal::field(format!("{field}.per_second"), "expected a number"))?;
+                let burst = match o.get("burst") {
+                    None => 1,
+                    Some(b) => b.as_u64().filter(|b| (1..=100_000).contains(b)).ok_or_else(|| {
+                        Refusal::field(format!("{field}.burst"), "expected an integer from 1 to 100000")
+                    })? as u32,
+                };
+                let r = Rate { per_second, burst };
+                r.check(&field)?;
+                Some(r)
+            }
+            _ => {
+                return Err(Refusal::field(
+                    field,
+                    "expected {\"per_second\": number, \"burst\": integer} (or null for global: no global limit)",
+                ))
+            }
+        };
+        if key == "global" {
+            out.global = rate;
+        } else {
+            check_type_name(&format!("config.rate_limits key '{}'", printable(key)), key)?;
+            out.per_type.insert(key.clone(), rate.expect("only global may be null"));
+        }
+    }
+    Ok(out)
 }
 
 /// `production` / `development` / any URL (trailing slashes removed).

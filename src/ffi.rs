@@ -37,6 +37,23 @@ pub struct sonoran_client {
 pub type sonoran_callback =
     Option<unsafe extern "C" fn(user_data: *mut c_void, request_id: u64, result_json: *const c_char)>;
 
+/// Log levels passed to `sonoran_log_callback`.
+pub const SONORAN_LOG_DEBUG: i32 = 0;
+pub const SONORAN_LOG_INFO: i32 = 1;
+pub const SONORAN_LOG_WARN: i32 = 2;
+pub const SONORAN_LOG_ERROR: i32 = 3;
+
+/// Receives one line for each decision the library takes on its own: a type paused by a 429,
+/// a retry, a request not retried because repeating it is not safe, sending stopped after a
+/// fatal configuration answer (or resumed), a coalesced call. `level` is one of
+/// `SONORAN_LOG_DEBUG` .. `SONORAN_LOG_ERROR`. `message` is UTF-8 with the API key and session
+/// ids redacted, valid only until the callback returns. It runs on a library worker thread
+/// (not the thread calling `sonoran_poll`), possibly on two worker threads at once, and must
+/// return quickly. It must not call `sonoran_set_log_callback` or `sonoran_client_free`.
+#[allow(non_camel_case_types)]
+pub type sonoran_log_callback =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, level: i32, message: *const c_char)>;
+
 thread_local! {
     static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
 }
@@ -135,7 +152,10 @@ unsafe fn submit(
 
 /// Create a client from a JSON configuration (see the README for every key:
 /// `community_id`, `api_key`, `api_url`, `timeout_ms`, `delivery`, `max_pending`, `paths`,
-/// `sections`, `allow_insecure_http`, `worker_threads`, `max_response_bytes`).
+/// `sections`, `allow_insecure_http`, `worker_threads`, `max_response_bytes`,
+/// `max_request_bytes`, `primary_identifier`, `identifier_prefix`, `link_check_ttl_ms`,
+/// `set_api_id_form`, `rate_limits`, `max_attempts`, `retry_backoff_ms`, `rate_limit_pause_ms`,
+/// `disable_cooldown_ms`, `coalesce`).
 /// Returns NULL when refused; the reason is in `sonoran_last_error()`.
 #[no_mangle]
 pub unsafe extern "C" fn sonoran_client_new(config_json: *const c_char) -> *mut sonoran_client {
@@ -289,7 +309,72 @@ pub unsafe extern "C" fn sonoran_parse_session(text: *const c_char) -> *mut c_ch
     })
 }
 
-/// Free a string returned by this library (`sonoran_parse_session`). NULL is a no-op.
+/// The client's counters as JSON, in a new string the caller frees with `sonoran_string_free`:
+/// `{"pending", "queued", "waiting_for_limiter", "in_flight", "submitted", "completed": {"OK": n,
+/// "<CODE>": n}, "api_calls", "retries", "rate_limited_429", "coalesced", "limiter_wait_ms",
+/// "latency_ms": {"count","p50","p90","p99","max"}, "request_latency_ms": {...},
+/// "disabled": {"*"|"<TYPE>": {"cause","remaining_ms"}}, "paused": {"<TYPE>": ms}}`.
+/// NULL when refused (reason in `sonoran_last_error()`).
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_stats(c: *const sonoran_client) -> *mut c_char {
+    guard(std::ptr::null_mut(), || {
+        let client = arg_client(c)?;
+        let json =
+            CString::new(client.stats().to_value().to_string()).map_err(|_| Refusal::new("stats: NUL in output"))?;
+        Ok(json.into_raw())
+    })
+}
+
+struct CLogger {
+    cb: unsafe extern "C" fn(*mut c_void, i32, *const c_char),
+    user_data: *mut c_void,
+}
+
+// SAFETY: the host hands us `user_data` for its log callback and accepts (see
+// `sonoran_log_callback`) that it is called from library worker threads.
+unsafe impl Send for CLogger {}
+unsafe impl Sync for CLogger {}
+
+impl CLogger {
+    fn call(&self, level: crate::events::Level, message: &str) {
+        let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+        // SAFETY: the host promised a valid function pointer when it installed it.
+        unsafe { (self.cb)(self.user_data, level as i32, text.as_ptr()) }
+    }
+}
+
+/// Install the log callback (NULL removes it). Once this returns, the previous callback is not
+/// running and is never called again, so its `user_data` may be released. Returns 1, or 0 when
+/// refused.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_set_log_callback(
+    c: *mut sonoran_client,
+    cb: sonoran_log_callback,
+    user_data: *mut c_void,
+) -> i32 {
+    guard(0, || {
+        let client = arg_client(c)?;
+        let hook = cb.map(|cb| {
+            let logger = CLogger { cb, user_data };
+            Box::new(move |level: crate::events::Level, message: &str| logger.call(level, message))
+                as crate::events::LogHook
+        });
+        client.set_log_hook(hook);
+        Ok(1)
+    })
+}
+
+/// Lift at once every stop put on sending by a fatal configuration answer (`API_DISABLED`) and
+/// every 429 pause. Returns 1, or 0 when refused.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_resume(c: *mut sonoran_client) -> i32 {
+    guard(0, || {
+        arg_client(c)?.resume();
+        Ok(1)
+    })
+}
+
+/// Free a string returned by this library (`sonoran_parse_session`, `sonoran_stats`). NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn sonoran_string_free(s: *mut c_char) {
     if !s.is_null() {

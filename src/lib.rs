@@ -11,13 +11,17 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod ffi;
 pub mod linking;
 #[cfg(any(feature = "lua54", feature = "luajit", feature = "lua51"))]
 mod lua;
+pub mod policy;
+pub mod ratelimit;
 pub mod request;
 pub mod response;
 pub mod session;
+mod stats;
 mod transport;
 pub mod wire;
 
@@ -30,13 +34,16 @@ compile_error!(
     "enable exactly one of the features lua54, luajit, lua51: each build of the Lua module targets one Lua ABI"
 );
 
-pub use client::{Client, Handler};
-pub use config::{ApiKey, Config, Delivery, IdentifierType, SetApiIdForm};
-pub use linking::PlayerIds;
-pub use session::{parse_session, parse_session_value, Capture};
+pub use client::{Client, ClientStats, Handler};
+pub use config::{ApiKey, Config, Delivery, IdentifierType, RateLimits, SetApiIdForm};
 pub use error::Refusal;
+pub use events::{Level, LogHook};
+pub use linking::PlayerIds;
+pub use policy::RetryClass;
+pub use ratelimit::{Rate, DEFAULT_GLOBAL_RATE};
 pub use request::{Call, Kind, PERMISSIONS};
 pub use response::{Completion, ErrorCode, Failure, Outcome, Success};
+pub use session::{parse_session, parse_session_value, Capture};
 
 /// The library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

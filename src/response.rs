@@ -38,11 +38,15 @@ pub enum ErrorCode {
     Shutdown,
     /// Tablet / checker flows: the player has no identifier of the configured type.
     NoIdentifier,
+    /// Not sent: sending is stopped after a fatal configuration answer (`INVALID_API_KEY`,
+    /// `INVALID_COMMUNITY_ID` stop every type, `API_NOT_ENABLED` its type) until the client is
+    /// resumed or `disable_cooldown_ms` passes. `disabled_by` names the original error.
+    ApiDisabled,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidRequestType,
         ErrorCode::InvalidCommunityId,
         ErrorCode::ApiNotEnabled,
@@ -58,6 +62,7 @@ impl ErrorCode {
         ErrorCode::Cancelled,
         ErrorCode::Shutdown,
         ErrorCode::NoIdentifier,
+        ErrorCode::ApiDisabled,
     ];
 
     /// The code as it appears in result JSON, e.g. `"NOT_LINKED"`.
@@ -78,6 +83,7 @@ impl ErrorCode {
             ErrorCode::Cancelled => "CANCELLED",
             ErrorCode::Shutdown => "SHUTDOWN",
             ErrorCode::NoIdentifier => "NO_IDENTIFIER",
+            ErrorCode::ApiDisabled => "API_DISABLED",
         }
     }
 }
@@ -103,11 +109,13 @@ pub struct Failure {
     pub code: ErrorCode,
     pub message: String,
     pub retry_after_ms: Option<u64>,
+    /// `API_DISABLED`: the fatal answer that stopped sending (`INVALID_API_KEY`, ...).
+    pub disabled_by: Option<ErrorCode>,
 }
 
 impl Failure {
     pub fn new(status: u16, code: ErrorCode, message: impl Into<String>) -> Self {
-        Failure { status, code, message: message.into(), retry_after_ms: None }
+        Failure { status, code, message: message.into(), retry_after_ms: None, disabled_by: None }
     }
 }
 
@@ -135,7 +143,8 @@ impl Completion {
     /// The result envelope as JSON text:
     /// `{"id":7,"type":"GET_ACCOUNT","ok":true,"status":200,"data":...}` or
     /// `{"id":9,"type":"GET_ACCOUNT","ok":false,"status":404,"error":{"code":"NOT_LINKED","message":"..."}}`
-    /// (`retry_after_ms` follows `error` when the server sent one).
+    /// (`retry_after_ms` follows `error` when the server sent one; `API_DISABLED` results carry
+    /// `disabled_by`, the code of the answer that stopped sending).
     pub fn to_json(&self) -> String {
         serde_json::to_string(&self.envelope()).expect("serializing a result cannot fail")
     }
@@ -155,6 +164,7 @@ impl Completion {
                 data: Some(&s.data),
                 error: None,
                 retry_after_ms: None,
+                disabled_by: None,
             },
             Err(f) => Envelope {
                 id: self.id,
@@ -164,6 +174,7 @@ impl Completion {
                 data: None,
                 error: Some(ErrorBody { code: f.code, message: &f.message }),
                 retry_after_ms: f.retry_after_ms,
+                disabled_by: f.disabled_by,
             },
         }
     }
@@ -182,6 +193,8 @@ struct Envelope<'a> {
     error: Option<ErrorBody<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_by: Option<ErrorCode>,
 }
 
 #[derive(Serialize)]

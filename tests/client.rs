@@ -258,9 +258,17 @@ fn server_errors_rate_limits_and_http_errors() {
     assert_eq!(code(&r), ErrorCode::ServerError);
     assert!(r.outcome.as_ref().unwrap_err().status >= 500);
 
+    // How a 429 is reported, with automatic retries off (max_attempts 1) and a fresh client per
+    // case so that one case's 429 pause does not hold the next (tests/faults.rs covers retries).
+    let no_retry = || {
+        let mut cfg = config_for(&emu);
+        cfg.max_attempts = 1;
+        Client::new(cfg).unwrap()
+    };
     for (mode, expect_ms) in [(RetryAfter::Fixed(7), Some(7000)), (RetryAfter::None, None)] {
         let rl = RateLimit { burst: 0, per_second: 0.001, retry_after: mode, tolerance_ms: 0 };
         emu.set_faults(Faults { rate_limit: Some(rl), ..Faults::default() });
+        let c = no_retry();
         let r = run(&c, Call::check_api_id(json!({"apiId": "x"})).unwrap());
         assert_eq!(code(&r), ErrorCode::RateLimited);
         let f = r.outcome.as_ref().unwrap_err();
@@ -270,7 +278,7 @@ fn server_errors_rate_limits_and_http_errors() {
     }
     let rl = RateLimit { burst: 0, per_second: 0.1, retry_after: RetryAfter::HttpDate, tolerance_ms: 0 };
     emu.set_faults(Faults { rate_limit: Some(rl), ..Faults::default() });
-    let r = run(&c, Call::check_api_id(json!({"apiId": "x"})).unwrap());
+    let r = run(&no_retry(), Call::check_api_id(json!({"apiId": "x"})).unwrap());
     let ms = r.outcome.as_ref().unwrap_err().retry_after_ms.expect("HTTP-date Retry-After parsed");
     assert!(ms <= 11_000, "{ms}");
 

@@ -20,8 +20,12 @@ pub fn start_with(faults: Faults) -> Emulator {
     Emulator::start(Options { faults, ..Options::default() }).expect("emulator starts")
 }
 
+/// A configuration for the emulator. Client-side pacing is off: these tests are about other
+/// things, and the emulator is local (tests/faults.rs covers the limiter and its defaults).
 pub fn config_for(emu: &Emulator) -> Config {
-    Config::new(emu.community_id(), emu.api_key()).with_api_url(&emu.base_url())
+    let mut cfg = Config::new(emu.community_id(), emu.api_key()).with_api_url(&emu.base_url());
+    cfg.rate_limits = sonoran::RateLimits::unlimited();
+    cfg
 }
 
 pub fn client_for(emu: &Emulator) -> Client {
