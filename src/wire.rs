@@ -158,8 +158,15 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<u64>
 /// Turn an HTTP answer into a success or a classified failure.
 pub fn classify(raw: RawResponse) -> Result<Success, Failure> {
     let status = raw.status;
+    let lossy;
     let text = match std::str::from_utf8(&raw.body) {
         Ok(t) => t,
+        // A failure status is classified by its status whatever its body (a 429 must pause and
+        // a 5xx may be retried even when the body is garbage).
+        Err(_) if !(200..300).contains(&status) => {
+            lossy = String::from_utf8_lossy(&raw.body).into_owned();
+            &lossy
+        }
         Err(_) => {
             return Err(Failure::new(
                 status,
@@ -268,6 +275,14 @@ mod tests {
         assert_eq!(classify(raw(418, None, b"teapot")).unwrap_err().code, ErrorCode::HttpError);
         assert_eq!(classify(raw(200, None, &[0xff, 0xfe])).unwrap_err().code, ErrorCode::BadResponse);
         assert_eq!(classify(raw(200, Some("application/json"), b"{oops")).unwrap_err().code, ErrorCode::BadResponse);
+    }
+
+    #[test]
+    fn failure_statuses_with_bodies_that_are_not_utf8_keep_their_code() {
+        // Found by tests/properties.rs: a 429 with a non-UTF-8 body was BAD_RESPONSE.
+        assert_eq!(classify(raw(429, None, &[128])).unwrap_err().code, ErrorCode::RateLimited);
+        assert_eq!(classify(raw(503, None, &[0xff, 0xfe])).unwrap_err().code, ErrorCode::ServerError);
+        assert_eq!(classify(raw(418, None, &[0xff])).unwrap_err().code, ErrorCode::HttpError);
     }
 
     #[test]

@@ -1,0 +1,158 @@
+//! Property tests (bounded case counts, part of `cargo test`): request validation from arbitrary
+//! JSON, response classification from arbitrary status / headers / body, the tablet capture
+//! parser from arbitrary text, and the retry class of arbitrary calls. None may panic; what
+//! they accept must hold up. `PROPTEST_CASES=100000 cargo test --release --test properties`
+//! runs a longer search; a failure found is kept in `proptest-regressions/` and becomes a
+//! regular case here.
+
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+use sonoran::wire::{classify, parse_retry_after, RawResponse};
+use sonoran::{parse_session, Call, ErrorCode};
+
+/// Arbitrary JSON, biased towards the keys and values the validators look at.
+fn json_value() -> impl Strategy<Value = Value> {
+    let key = prop_oneof![
+        Just("apiId".to_string()),
+        Just("username".to_string()),
+        Just("account".to_string()),
+        Just("sessionId".to_string()),
+        Just("apiIds".to_string()),
+        Just("pushNew".to_string()),
+        Just("id1".to_string()),
+        Just("syncId".to_string()),
+        Just("action".to_string()),
+        Just("identifier".to_string()),
+        Just("identId".to_string()),
+        Just("add".to_string()),
+        Just("set".to_string()),
+        Just("join".to_string()),
+        Just("accId".to_string()),
+        Just("status".to_string()),
+        Just("data".to_string()),
+        Just("location".to_string()),
+        "[a-zA-Z]{1,8}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        (0u64..5).prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        ".{0,12}".prop_map(Value::String),
+        prop_oneof![Just("ADD"), Just("EDIT"), Just("REMOVE"), Just("DMV"), Just("POLRECEDIT"), Just("")]
+            .prop_map(|s| Value::String(s.to_string())),
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::vec((key.clone(), inner), 0..6)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+        ]
+    })
+}
+
+fn request_type() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("SET_API_ID".to_string()),
+        Just("LINK_CHARACTER".to_string()),
+        Just("MODIFY_IDENTIFIER".to_string()),
+        Just("SET_ACCOUNT_PERMISSIONS".to_string()),
+        Just("GET_ACCOUNT".to_string()),
+        Just("CHECK_APIID".to_string()),
+        Just("UNIT_STATUS".to_string()),
+        Just("GET_VERSION".to_string()),
+        ".{0,20}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Validation never panics; what it accepts validates again to the same call, carries only
+    /// objects, and names a proper type.
+    #[test]
+    fn validation_of_arbitrary_json(ty in request_type(), data in json_value()) {
+        if let Ok(call) = Call::generic(&ty, data) {
+            prop_assert!(call.data.iter().all(Value::is_object));
+            prop_assert!(ty.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'));
+            let again = Call::generic(&ty, Value::Array(call.data.clone()));
+            if call.data.is_empty() {
+                // Only untyped types take `null` / `[]`.
+                prop_assert_eq!(call.kind, sonoran::Kind::Other);
+            } else {
+                prop_assert_eq!(again.expect("accepted data validates again"), call.clone());
+            }
+            let _ = sonoran::policy::retry_class(&ty, &call.data);
+        }
+    }
+
+    /// Classification never panics, and agrees with the status on the broad outcome.
+    #[test]
+    fn classification_of_arbitrary_answers(
+        status in prop_oneof![100u16..600, Just(200u16), Just(400), Just(404), Just(429), Just(503)],
+        content_type in proptest::option::of(prop_oneof![
+            Just("application/json".to_string()),
+            Just("text/plain; charset=utf-8".to_string()),
+            Just("application/problem+json".to_string()),
+            ".{0,30}",
+        ]),
+        retry_after in proptest::option::of(prop_oneof![
+            "[0-9]{1,25}",
+            "[0-9]{1,5}\\\\.[0-9]{1,4}",
+            Just("Wed, 21 Oct 2015 07:28:00 GMT".to_string()),
+            ".{0,40}",
+        ]),
+        body in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..64),
+            ".{0,64}".prop_map(String::into_bytes),
+            json_value().prop_map(|v| v.to_string().into_bytes()),
+            prop_oneof![
+                Just("INVALID API KEY"), Just("API ID NOT LINKED TO AN ACCOUNT IN THIS COMMUNITY"),
+                Just("Backend Service Reached"), Just("{\"message\":\"API rate limit exceeded\"}"),
+            ].prop_map(|s| s.as_bytes().to_vec()),
+        ],
+    ) {
+        let raw = RawResponse { status, content_type, retry_after: retry_after.clone(), body };
+        match classify(raw) {
+            Ok(s) => prop_assert!((200..300).contains(&s.status)),
+            Err(f) => {
+                prop_assert_eq!(f.status, status);
+                prop_assert!(f.message.len() <= 700, "messages are clipped: {}", f.message.len());
+                if status == 429 {
+                    prop_assert_eq!(f.code, ErrorCode::RateLimited);
+                }
+                if f.code != ErrorCode::RateLimited {
+                    prop_assert_eq!(f.retry_after_ms, None);
+                }
+            }
+        }
+        if let Some(v) = retry_after {
+            let _ = parse_retry_after(&v, std::time::SystemTime::now());
+        }
+    }
+
+    /// The capture parser never panics; what it accepts holds only each field's characters.
+    #[test]
+    fn session_capture_of_arbitrary_text(text in prop_oneof![
+        ".{0,200}",
+        (".{0,12}", ".{0,12}", ".{0,12}", ".{0,12}").prop_map(|(a, c, u, s)| {
+            format!("{a}LOGIN COMMUNITY: {{{c}}} USERNAME: {{{u}}} SESSIONID: {{{s}}}")
+        }),
+        (".{0,12}", ".{0,12}").prop_map(|(u, s)| serde_json::json!({"username": u, "session": s}).to_string()),
+        json_value().prop_map(|v| v.to_string()),
+    ]) {
+        if let Ok(c) = parse_session(&text) {
+            let only = |s: &str, max: usize, ok: &dyn Fn(char) -> bool| !s.is_empty() && s.len() <= max && s.chars().all(ok);
+            prop_assert!(
+                only(&c.username, 64, &|ch| ch.is_alphanumeric() || "_-. ".contains(ch)) && c.username.trim() == c.username,
+                "username {:?}", c.username
+            );
+            prop_assert!(only(&c.session_id, 128, &|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch)), "session {:?}", c.session_id);
+            if let Some(community) = &c.community {
+                prop_assert!(only(community, 64, &|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch)), "community {:?}", community);
+            }
+            prop_assert_eq!(parse_session(&text).unwrap(), c);
+        }
+    }
+}
