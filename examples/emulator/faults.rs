@@ -25,6 +25,8 @@ pub struct Faults {
 /// A request takes one token; with none left it is answered 429.
 #[derive(Clone, Debug)]
 pub struct RateLimit {
+    /// Tokens held at start and at most. 0 means the bucket starts empty and holds at most
+    /// one token, so the first request is refused and `Retry-After` stays truthful.
     pub burst: u32,
     pub per_second: f64,
     pub retry_after: RetryAfter,

@@ -48,9 +48,7 @@ fn fail(msg: &str) -> ! {
 fn rate(flag: &str, v: &str) -> f64 {
     match v.parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => f,
-        _ => fail(&format!(
-            "{flag}: expected a number between 0.0 and 1.0, got `{v}`"
-        )),
+        _ => fail(&format!("{flag}: expected a number between 0.0 and 1.0, got `{v}`")),
     }
 }
 
@@ -67,10 +65,7 @@ fn parse_args(args: Vec<String>) -> (Options, bool) {
             _ => (flag, None),
         };
         let mut value = |name: &str| -> String {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .unwrap_or_else(|| fail(&format!("{name} needs a value")))
+            inline.clone().or_else(|| it.next()).unwrap_or_else(|| fail(&format!("{name} needs a value")))
         };
         match flag.as_str() {
             "-h" | "--help" => {
@@ -80,35 +75,28 @@ fn parse_args(args: Vec<String>) -> (Options, bool) {
             }
             "--addr" => {
                 let v = value("--addr");
-                opts.addr = v
-                    .parse::<SocketAddr>()
-                    .unwrap_or_else(|_| fail(&format!("--addr: bad address `{v}`")));
+                opts.addr = v.parse::<SocketAddr>().unwrap_or_else(|_| fail(&format!("--addr: bad address `{v}`")));
                 if !opts.addr.ip().is_loopback() {
                     fail("--addr: only loopback addresses (127.0.0.0/8, ::1) are allowed");
                 }
             }
             "--fixture" => {
                 let v = value("--fixture");
-                let text = std::fs::read_to_string(&v)
-                    .unwrap_or_else(|e| fail(&format!("--fixture {v}: {e}")));
+                let text = std::fs::read_to_string(&v).unwrap_or_else(|e| fail(&format!("--fixture {v}: {e}")));
                 opts.fixture = Fixture::from_json(&text).unwrap_or_else(|e| fail(&e));
             }
             "--latency-ms" => {
                 let v = value("--latency-ms");
-                faults.latency_ms = v
-                    .parse()
-                    .unwrap_or_else(|_| fail(&format!("--latency-ms: bad number `{v}`")));
+                faults.latency_ms = v.parse().unwrap_or_else(|_| fail(&format!("--latency-ms: bad number `{v}`")));
             }
             "--rate-limit" => {
                 let v = value("--rate-limit");
-                let parsed = v.split_once('/').and_then(|(n, s)| {
-                    Some((n.trim().parse::<u32>().ok()?, s.trim().parse::<f64>().ok()?))
-                });
+                let parsed = v
+                    .split_once('/')
+                    .and_then(|(n, s)| Some((n.trim().parse::<u32>().ok()?, s.trim().parse::<f64>().ok()?)));
                 match parsed {
                     Some((n, s)) if n > 0 && s > 0.0 => rate_limit = Some(RateLimit::per(n, s)),
-                    _ => fail(&format!(
-                        "--rate-limit: expected N/SECONDS (e.g. 10/60), got `{v}`"
-                    )),
+                    _ => fail(&format!("--rate-limit: expected N/SECONDS (e.g. 10/60), got `{v}`")),
                 }
             }
             "--retry-after" => {
@@ -118,9 +106,7 @@ fn parse_args(args: Vec<String>) -> (Options, bool) {
                     "date" => RetryAfter::HttpDate,
                     "none" => RetryAfter::None,
                     n => RetryAfter::Fixed(n.parse().unwrap_or_else(|_| {
-                        fail(&format!(
-                            "--retry-after: expected seconds, a number, date or none, got `{v}`"
-                        ))
+                        fail(&format!("--retry-after: expected seconds, a number, date or none, got `{v}`"))
                     })),
                 });
             }
@@ -129,9 +115,7 @@ fn parse_args(args: Vec<String>) -> (Options, bool) {
             "--drop-rate" => faults.drop_rate = rate("--drop-rate", &value("--drop-rate")),
             "--seed" => {
                 let v = value("--seed");
-                faults.seed = v
-                    .parse()
-                    .unwrap_or_else(|_| fail(&format!("--seed: bad number `{v}`")));
+                faults.seed = v.parse().unwrap_or_else(|_| fail(&format!("--seed: bad number `{v}`")));
             }
             "--no-log" => print_log = false,
             other => fail(&format!("unknown argument `{other}`")),
@@ -151,10 +135,7 @@ fn parse_args(args: Vec<String>) -> (Options, bool) {
 
 fn print_entry(e: &LogEntry) {
     let ty = e.request_type.as_deref().unwrap_or("-");
-    let mut line = format!(
-        "#{} {} {} type={} -> {} {:?}",
-        e.seq, e.method, e.path, ty, e.status, e.outcome
-    );
+    let mut line = format!("#{} {} {} type={} -> {} {:?}", e.seq, e.method, e.path, ty, e.status, e.outcome);
     if let Some(v) = e.violations.first() {
         line.push_str(&format!(" violation: {v}"));
         if e.violations.len() > 1 {
