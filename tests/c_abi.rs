@@ -29,6 +29,9 @@ const EXPORTS: &[&str] = &[
     "sonoran_string_free",
     "sonoran_link_from_tablet",
     "sonoran_is_linked",
+    "sonoran_stats",
+    "sonoran_set_log_callback",
+    "sonoran_resume",
 ];
 
 fn root() -> PathBuf {

@@ -60,6 +60,8 @@ function H.config(suffix, overrides)
     api_key = H.env("SONORAN_KEY"),
     api_url = H.env("SONORAN_URL" .. (suffix or "")),
     timeout_ms = 10000,
+    -- The tests measure behaviour, not pacing: lift the default 1 request/s limit.
+    rate_limits = { global = { per_second = 10000, burst = 10000 } },
   }
   for k, v in pairs(overrides or {}) do cfg[k] = v end
   return cfg
