@@ -85,13 +85,19 @@ impl LuaClient {
         call: Result<Call, Refusal>,
         cb: Option<Function>,
     ) -> mlua::Result<Result<u64, Refusal>> {
-        let call = match call {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        self.submit_op(lua, cb, |client| client.submit(call?, None))
+    }
+
+    /// Queue any operation of the core (a call or a flow) with the callback held in the registry.
+    fn submit_op(
+        &self,
+        lua: &Lua,
+        cb: Option<Function>,
+        op: impl FnOnce(&crate::Client) -> Result<u64, Refusal>,
+    ) -> mlua::Result<Result<u64, Refusal>> {
         // Hold the callback before submitting, so an accepted request always has it.
         let key = cb.map(|f| lua.create_registry_value(f)).transpose()?;
-        match self.client.submit(call, None) {
+        match op(&self.client) {
             Ok(id) => {
                 self.callbacks.borrow_mut().insert(id, key);
                 Ok(Ok(id))
@@ -155,6 +161,38 @@ impl UserData for LuaClient {
             let r = this.submit(lua, call, cb)?;
             answer(lua, r)
         });
+
+        methods.add_method("link_from_tablet", |lua, this, (capture, ids, cb): (LuaValue, LuaValue, LuaValue)| {
+            let cb = match callback_arg(cb) {
+                Ok(cb) => cb,
+                Err(e) => return answer::<bool>(lua, Err(e)),
+            };
+            let r = this.submit_op(lua, cb, |client| {
+                let capture = crate::session::parse_session_value(&convert::to_json(&capture, "capture")?)?;
+                let ids = match crate::linking::player_ids_from_value(&convert::to_json(&ids, "identifiers")?)? {
+                    crate::linking::PlayerIds::Identifiers(list) => list,
+                    crate::linking::PlayerIds::ApiId(_) => {
+                        return Err(Refusal::field("identifiers", "expected the player's identifiers as a list"))
+                    }
+                };
+                client.link_from_tablet(&capture, &ids, None)
+            })?;
+            answer(lua, r)
+        });
+
+        methods.add_method("is_linked", |lua, this, (ids, cb): (LuaValue, LuaValue)| {
+            let cb = match callback_arg(cb) {
+                Ok(cb) => cb,
+                Err(e) => return answer::<bool>(lua, Err(e)),
+            };
+            let r = this.submit_op(lua, cb, |client| {
+                let ids = crate::linking::player_ids_from_value(&convert::to_json(&ids, "identifiers")?)?;
+                client.is_linked(ids, None)
+            })?;
+            answer(lua, r)
+        });
+
+        methods.add_method("stats", |lua, this, ()| convert::to_lua(lua, &this.client.stats().to_value()));
 
         methods.add_method("poll", |lua, this, (max, deliver): (LuaValue, Function)| {
             let max = match &max {

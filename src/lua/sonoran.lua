@@ -123,6 +123,33 @@ function Client:request(request_type, data, callback)
   return id
 end
 
+--- The tablet flow: cad:link_from_tablet(capture, identifiers, callback). `capture` is the
+--- tablet's login text or a parsed table; `identifiers` the player's list from the game server.
+function Client:link_from_tablet(capture, identifiers, callback)
+  need_client(self, "link_from_tablet")
+  local id, err = self._raw:link_from_tablet(capture, identifiers, callback)
+  if not id then
+    raise(err, 2)
+  end
+  return id
+end
+
+--- The API ID checker: cad:is_linked(identifiers_or_api_id, callback).
+function Client:is_linked(ids, callback)
+  need_client(self, "is_linked")
+  local id, err = self._raw:is_linked(ids, callback)
+  if not id then
+    raise(err, 2)
+  end
+  return id
+end
+
+--- Counters, waits and latency percentiles as a table.
+function Client:stats()
+  need_client(self, "stats")
+  return self._raw:stats()
+end
+
 --- Run up to max ready callbacks (nil or 0: all ready now) on this thread; returns how many
 --- results were delivered. Never waits.
 function Client:poll(max)
