@@ -19,9 +19,11 @@ cargo clippy --all-targets -- -D warnings
 for abi in lua54 luajit lua51; do
     cargo clippy --features "$abi" --target-dir target/lua --lib -- -D warnings
 done
+# The C and C++ hosts link target/debug/libsonoran.so: build the cdylib before the tests.
+cargo build
 mkdir -p target
 set +e
-cargo test 2>&1 | tee target/test-output.txt
+cargo test --no-fail-fast 2>&1 | tee target/test-output.txt
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run, summed over every test binary.
