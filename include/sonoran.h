@@ -100,8 +100,8 @@ extern "C" {
  `community_id`, `api_key`, `api_url`, `timeout_ms`, `delivery`, `max_pending`, `paths`,
  `sections`, `allow_insecure_http`, `worker_threads`, `max_response_bytes`,
  `max_request_bytes`, `primary_identifier`, `identifier_prefix`, `link_check_ttl_ms`,
- `set_api_id_form`, `rate_limits`, `max_attempts`, `retry_backoff_ms`, `rate_limit_pause_ms`,
- `disable_cooldown_ms`, `coalesce`).
+ `set_api_id_form`, `rate_limits`, `rate_limit_margin_ms`, `max_attempts`, `retry_backoff_ms`,
+ `rate_limit_pause_ms`, `disable_cooldown_ms`, `coalesce`).
  Returns NULL when refused; the reason is in `sonoran_last_error()`.
  */
 sonoran_client *sonoran_client_new(const char *config_json);

@@ -143,7 +143,7 @@ impl Client {
                 (Some(tx), Some(t))
             }
         };
-        let limiter = Arc::new(Limiter::new(&config.rate_limits));
+        let limiter = Arc::new(Limiter::new(&config.rate_limits, config.rate_limit_margin));
         handle.spawn(limiter.clone().run());
         let inner = Arc::new_cyclic(|me| Inner {
             limiter,

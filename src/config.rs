@@ -34,6 +34,8 @@ pub const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(5);
 /// `INVALID_COMMUNITY_ID` stop every type; `API_NOT_ENABLED` stops its type), unless
 /// `Client::resume` is called first: 10 minutes.
 pub const DEFAULT_DISABLE_COOLDOWN: Duration = Duration::from_secs(600);
+/// Default `rate_limit_margin_ms`: the network jitter the limiter leaves room for.
+pub const DEFAULT_RATE_LIMIT_MARGIN: Duration = Duration::from_millis(250);
 
 /// Where completions are delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +122,11 @@ pub struct Config {
     pub set_api_id_form: SetApiIdForm,
     /// Client-side pacing: a global token bucket and optional per-type ones (`rate_limits`).
     pub rate_limits: RateLimits,
+    /// Jitter allowance of the pacing (`rate_limit_margin_ms`): each bucket keeps the tokens
+    /// that would refill in this time in reserve (always leaving at least one usable), so a
+    /// request that reaches the API sooner after the previous one than it left the client
+    /// still finds a token there. See [`crate::ratelimit`].
+    pub rate_limit_margin: Duration,
     /// Sends per request, the first included (`max_attempts`, 1 = never retry).
     pub max_attempts: u32,
     /// Base of the exponential retry backoff (`retry_backoff_ms`).
@@ -178,6 +185,7 @@ impl Config {
             link_check_ttl: DEFAULT_LINK_CHECK_TTL,
             set_api_id_form: SetApiIdForm::ApiIds,
             rate_limits: RateLimits::default(),
+            rate_limit_margin: DEFAULT_RATE_LIMIT_MARGIN,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
             rate_limit_pause: DEFAULT_RATE_LIMIT_PAUSE,
@@ -220,6 +228,7 @@ impl Config {
             "link_check_ttl_ms",
             "set_api_id_form",
             "rate_limits",
+            "rate_limit_margin_ms",
             "max_attempts",
             "retry_backoff_ms",
             "rate_limit_pause_ms",
@@ -295,6 +304,9 @@ impl Config {
         }
         if let Some(v) = obj.get("rate_limits") {
             cfg.rate_limits = parse_rate_limits(v)?;
+        }
+        if let Some(ms) = optional_u64(obj, "rate_limit_margin_ms", 0, 60_000)? {
+            cfg.rate_limit_margin = Duration::from_millis(ms);
         }
         if let Some(n) = optional_u64(obj, "max_attempts", 1, 10)? {
             cfg.max_attempts = n as u32;

@@ -7,6 +7,15 @@
 //! One dispatcher task per client does the releasing, so a long queue costs one wake-up per
 //! release, not one per waiting request. A request that gives up (deadline, cancel, shutdown)
 //! leaves the queue without taking a token.
+//!
+//! The margin: a client that spends its tokens exactly as the API refills them is refused as
+//! soon as one request reaches the API sooner after the previous one than it left the client
+//! (the first requests of a burst open new connections and arrive late; later ones reuse them
+//! and arrive early). Each bucket therefore keeps in reserve the tokens that refill in
+//! `rate_limit_margin_ms` (at most `burst - 1`, so at least one stays usable): the API's bucket
+//! then always holds that many more tokens than the client thinks, which absorbs that much
+//! jitter. At the default 1 request/s with bursts of 5 and a 250 ms margin, the client uses
+//! bursts of 4; the sustained rate is unchanged.
 
 use crate::config::RateLimits;
 use crate::error::Refusal;
@@ -55,9 +64,20 @@ struct Bucket {
     last: Instant,
 }
 
+impl Rate {
+    /// The burst the client uses: `burst` less the tokens that refill within `margin`, and
+    /// never less than one.
+    pub fn usable_burst(&self, margin: Duration) -> u32 {
+        let reserve = (self.per_second * margin.as_secs_f64()).ceil();
+        let reserve = if reserve.is_finite() { reserve.min(u32::MAX as f64) as u32 } else { u32::MAX };
+        self.burst.saturating_sub(reserve).max(1)
+    }
+}
+
 impl Bucket {
-    fn new(rate: Rate, now: Instant) -> Bucket {
-        Bucket { per_second: rate.per_second, cap: rate.burst as f64, tokens: rate.burst as f64, last: now }
+    fn new(rate: Rate, margin: Duration, now: Instant) -> Bucket {
+        let cap = rate.usable_burst(margin) as f64;
+        Bucket { per_second: rate.per_second, cap, tokens: cap, last: now }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -103,6 +123,7 @@ struct State {
 /// The queue and buckets of one client.
 pub(crate) struct Limiter {
     limits: RateLimits,
+    margin: Duration,
     state: Mutex<State>,
     wake: Notify,
 }
@@ -112,12 +133,14 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Limiter {
-    pub(crate) fn new(limits: &RateLimits) -> Limiter {
+    /// Buckets for `limits`, each keeping the tokens that refill in `margin` in reserve.
+    pub(crate) fn new(limits: &RateLimits, margin: Duration) -> Limiter {
         let now = Instant::now();
         Limiter {
             limits: limits.clone(),
+            margin,
             state: Mutex::new(State {
-                global: limits.global.map(|r| Bucket::new(r, now)),
+                global: limits.global.map(|r| Bucket::new(r, margin, now)),
                 types: HashMap::new(),
                 seq: 0,
                 waiting: 0,
@@ -128,7 +151,7 @@ impl Limiter {
 
     fn queue<'a>(&self, st: &'a mut State, ty: &Arc<str>, now: Instant) -> &'a mut TypeQueue {
         st.types.entry(ty.clone()).or_insert_with(|| TypeQueue {
-            bucket: self.limits.per_type.get(&**ty).map(|r| Bucket::new(*r, now)),
+            bucket: self.limits.per_type.get(&**ty).map(|r| Bucket::new(*r, self.margin, now)),
             paused_until: None,
             waiters: VecDeque::new(),
         })
@@ -321,7 +344,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn releases_in_arrival_order_at_the_configured_rate() {
         let limits = RateLimits { global: Some(Rate { per_second: 10.0, burst: 2 }), per_type: HashMap::new() };
-        let l = Arc::new(Limiter::new(&limits));
+        let l = Arc::new(Limiter::new(&limits, Duration::ZERO));
         tokio::spawn(l.clone().run());
         let ty: Arc<str> = Arc::from("GET_VERSION");
         let start = Instant::now();
@@ -349,7 +372,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_pause_holds_only_its_type() {
-        let l = Arc::new(Limiter::new(&RateLimits::unlimited()));
+        let l = Arc::new(Limiter::new(&RateLimits::unlimited(), Duration::ZERO));
         tokio::spawn(l.clone().run());
         let a: Arc<str> = Arc::from("A");
         let b: Arc<str> = Arc::from("B");
@@ -359,5 +382,37 @@ mod tests {
         assert!(start.elapsed() < Duration::from_millis(100));
         l.acquire(&a).await;
         assert!(start.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[test]
+    fn the_margin_keeps_tokens_in_reserve_but_never_the_last_one() {
+        let r = |per_second, burst| Rate { per_second, burst };
+        let m = Duration::from_millis(250);
+        assert_eq!(r(1.0, 5).usable_burst(m), 4);
+        assert_eq!(r(1.0, 5).usable_burst(Duration::ZERO), 5);
+        assert_eq!(r(1.0, 1).usable_burst(m), 1);
+        assert_eq!(r(200.0, 20).usable_burst(m), 1);
+        assert_eq!(r(10.0, 20).usable_burst(m), 17);
+        assert_eq!(r(100_000.0, 3).usable_burst(Duration::from_secs(60)), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_bucket_with_a_margin_starts_and_refills_to_its_usable_burst() {
+        let limits = RateLimits { global: Some(Rate { per_second: 10.0, burst: 5 }), per_type: HashMap::new() };
+        // 10/s with a 250 ms margin keeps 3 tokens in reserve: bursts of 2.
+        let l = Arc::new(Limiter::new(&limits, Duration::from_millis(250)));
+        tokio::spawn(l.clone().run());
+        let ty: Arc<str> = Arc::from("GET_VERSION");
+        for round in 0..2 {
+            let start = Instant::now();
+            for _ in 0..3 {
+                l.acquire(&ty).await;
+            }
+            let took = start.elapsed();
+            // Two at once, the third one token (100 ms) later, not three at once.
+            assert!(took >= Duration::from_millis(90), "round {round}: {took:?}");
+            // Long enough for a full bucket of 5 to refill: it still holds only 2.
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
     }
 }
