@@ -99,6 +99,23 @@ fn the_library_exports_every_function() {
     assert!(!out.contains("luaopen_sonoran"), "the default build has no Lua symbols");
 }
 
+#[test]
+fn the_library_needs_only_the_c_runtime_no_openssl() {
+    let out = run_ok(Command::new("ldd").arg(lib_dir().join("libsonoran.so")));
+    let libc_family =
+        ["linux-vdso", "ld-linux", "libc.so", "libm.so", "libgcc_s.so", "libpthread.so", "libdl.so", "librt.so"];
+    let mut seen = 0;
+    for line in out.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        assert!(
+            libc_family.iter().any(|l| line.starts_with(l) || line.contains(&format!("/{l}"))),
+            "unexpected dependency: {line}\n{out}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 2, "ldd listed nothing: {out}");
+    assert!(!out.contains("ssl") && !out.contains("crypto"), "{out}");
+}
+
 /// Compile an example host into its own binary (`name` keeps parallel tests apart).
 fn build_host(source: &str, compiler: &str, std: &str, name: &str) -> PathBuf {
     let src = root().join("examples/c").join(source);
