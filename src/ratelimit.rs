@@ -365,7 +365,8 @@ mod tests {
         let ids: Vec<i32> = order.iter().map(|(i, _)| *i).collect();
         assert_eq!(ids, vec![0, 1, 2, 3, 4, 5]);
         // Two at once, then one per 100 ms.
-        assert!(order[1].1 < Duration::from_millis(50));
+        // The second took the burst's token: not one refilled 100 ms later.
+        assert!(order[1].1 < Duration::from_millis(95), "{:?}", order[1].1);
         assert!(order[5].1 >= Duration::from_millis(400), "{:?}", order[5].1);
         assert!(order[5].1 < Duration::from_millis(1500), "{:?}", order[5].1);
     }
@@ -379,7 +380,7 @@ mod tests {
         let start = Instant::now();
         l.pause(&a, start + Duration::from_millis(300));
         l.acquire(&b).await;
-        assert!(start.elapsed() < Duration::from_millis(100));
+        assert!(start.elapsed() < Duration::from_millis(250), "{:?}", start.elapsed());
         l.acquire(&a).await;
         assert!(start.elapsed() >= Duration::from_millis(300));
     }

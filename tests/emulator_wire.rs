@@ -691,7 +691,8 @@ fn stop_returns_promptly_with_a_hung_request_open() {
     }
     let t = Instant::now();
     emu.stop();
-    assert!(t.elapsed() < Duration::from_secs(1), "stop took {:?}", t.elapsed());
+    // The hung request would hold it forever; a few seconds only allow for a loaded machine.
+    assert!(t.elapsed() < Duration::from_secs(5), "stop took {:?}", t.elapsed());
     let got = reader.join().unwrap();
     assert!(got.is_empty(), "no answer for a hung request");
     // The port is free again.
@@ -800,5 +801,5 @@ fn works_from_sync_code_and_drop_stops_it() {
     assert!(out.ends_with("\r\n\r\n4"), "{out}");
     let t = Instant::now();
     drop(emu);
-    assert!(t.elapsed() < Duration::from_secs(1));
+    assert!(t.elapsed() < Duration::from_secs(5), "drop took {:?}", t.elapsed());
 }

@@ -223,7 +223,6 @@ fn soak_every_type_under_every_fault() {
 
     drop(client);
     assert_eq!(library_threads(), before, "threads left running: {:?}", thread_names());
-    if !long {
-        assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
-    }
+    // How long it took is reported, not asserted: speed belongs to the benchmarks.
+    eprintln!("soak: {total} requests in {elapsed:?}");
 }
