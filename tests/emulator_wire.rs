@@ -803,3 +803,14 @@ fn works_from_sync_code_and_drop_stops_it() {
     drop(emu);
     assert!(t.elapsed() < Duration::from_secs(5), "drop took {:?}", t.elapsed());
 }
+
+#[test]
+fn the_emulator_and_the_library_know_the_same_43_permission_names() {
+    let mut emulator: Vec<&str> = emulator::PERMISSION_NAMES.to_vec();
+    let mut library: Vec<&str> = sonoran::PERMISSIONS.to_vec();
+    emulator.sort_unstable();
+    library.sort_unstable();
+    assert_eq!(emulator, library);
+    emulator.dedup();
+    assert_eq!(emulator.len(), 43);
+}

@@ -17,6 +17,7 @@ mod wire;
 
 pub use faults::{Faults, RateLimit, RetryAfter};
 pub use fixture::{Fixture, FixtureAccount, FixtureIdentifier, DEFAULT_FIXTURE_JSON};
+pub use wire::PERMISSION_NAMES;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -74,8 +74,10 @@ pub(crate) fn route(path: &str) -> Option<Route> {
     })
 }
 
-/// The 43 permission names SET_ACCOUNT_PERMISSIONS accepts (exact, upper case).
-pub(crate) const PERMISSION_NAMES: [&str; 43] = [
+/// The 43 permission names SET_ACCOUNT_PERMISSIONS accepts (exact, upper case). Written out
+/// here rather than taken from the library: the emulator is the library's test oracle, so it
+/// reads the API documents on its own; tests/emulator_wire.rs checks the two lists agree.
+pub const PERMISSION_NAMES: [&str; 43] = [
     "CIVILIAN",
     "LAWYER",
     "DMV",
