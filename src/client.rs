@@ -476,7 +476,7 @@ impl Inner {
             return Err(policy::disabled_failure(&call.request_type, &stop, every_type));
         }
         if let Some(window) = self.config.coalesce.get(&*call.request_type) {
-            return self.coalesced(path, call, *window, ctx).await;
+            return Box::pin(self.coalesced(path, call, *window, ctx)).await;
         }
         self.paced(path, &call.request_type, &call.data, ctx, 1).await
     }
@@ -542,7 +542,9 @@ impl Inner {
             let result = {
                 let _on_wire = Gauge::up(&self.stats.in_flight);
                 self.stats.api_calls.fetch_add(1, Ordering::Relaxed);
-                self.send_once(path, body.clone()).await
+                // Boxed: the HTTP future is most of a request's state, and a request spends most
+                // of its life waiting for its turn; it is allocated only while on the wire.
+                Box::pin(self.send_once(path, body.clone())).await
             };
             self.stats.http_latency.record(sent_at.elapsed());
             let f = match result {
@@ -629,7 +631,7 @@ impl Inner {
                         )
                     });
                     let _queued = Gauge::up(&self.stats.queued);
-                    tokio::time::sleep(wait).await;
+                    Box::pin(tokio::time::sleep(wait)).await;
                 }
             }
         }

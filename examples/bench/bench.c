@@ -23,6 +23,13 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* CPU time of this thread: what a poll() costs without the time the machine gave to others. */
+static uint64_t cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void sleep_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -185,10 +192,9 @@ static void bench_idle_poll(void) {
  * each call; REPS times, a fresh client each. */
 static void bench_stall(void) {
     enum { N = 10000, REPS = 5, MAX = 100 };
-    double per_cb[REPS], stall_all[REPS], stall_max[REPS];
-    static double slices[REPS * (N / MAX)];
+    double per_cb[REPS], per_cb_cpu[REPS], stall_all[REPS], stall_max[REPS], stall_max_cpu[REPS];
+    static double slices[REPS * (N / MAX)], slices_cpu[REPS * (N / MAX)];
     size_t nslices = 0;
-    static char data[64];
     for (int rep = 0; rep < REPS; rep++) {
         for (int with_max = 0; with_max <= 1; with_max++) {
             sonoran_client *c = client(UNPACED);
@@ -201,35 +207,44 @@ static void bench_stall(void) {
             wait_completed(c, N);
             delivered = 0;
             if (!with_max) {
-                uint64_t t0 = now_ns();
+                uint64_t c0 = cpu_ns(), t0 = now_ns();
                 uint32_t ran = sonoran_poll(c, 0);
-                uint64_t t1 = now_ns();
+                uint64_t t1 = now_ns(), c1 = cpu_ns();
                 if (ran != N) fprintf(stderr, "bench_c: poll(0) ran %u of %d\n", ran, N);
                 stall_all[rep] = (double)(t1 - t0) / 1000.0;
                 per_cb[rep] = (double)(t1 - t0) / ran;
+                per_cb_cpu[rep] = (double)(c1 - c0) / ran;
             } else {
-                double worst = 0;
+                double worst = 0, worst_cpu = 0;
                 uint32_t total = 0;
                 for (int k = 0; k < N / MAX + 1 && total < N; k++) {
-                    uint64_t t0 = now_ns();
+                    uint64_t c0 = cpu_ns(), t0 = now_ns();
                     uint32_t ran = sonoran_poll(c, MAX);
-                    uint64_t t1 = now_ns();
+                    uint64_t t1 = now_ns(), c1 = cpu_ns();
                     total += ran;
-                    double us = (double)(t1 - t0) / 1000.0;
-                    if (ran == MAX) slices[nslices++] = us;
+                    double us = (double)(t1 - t0) / 1000.0, cpu = (double)(c1 - c0) / 1000.0;
+                    if (ran == MAX) {
+                        slices_cpu[nslices] = cpu;
+                        slices[nslices++] = us;
+                    }
+                    if (getenv("BENCH_TRACE") && us > 2000) fprintf(stderr, "slice %d: %.0f us (cpu %.0f us)\n", k, us, cpu);
                     if (us > worst) worst = us;
+                    if (cpu > worst_cpu) worst_cpu = cpu;
                 }
                 stall_max[rep] = worst;
+                stall_max_cpu[rep] = worst_cpu;
             }
             drain(c);
             sonoran_client_free(c);
         }
     }
-    (void)data;
     report("c_poll_per_callback", "ns", per_cb, REPS);
+    report("c_poll_per_callback_cpu", "ns", per_cb_cpu, REPS);
     report("c_stall_poll_all_10000", "us", stall_all, REPS);
     report("c_stall_poll_max100_longest", "us", stall_max, REPS);
+    report("c_stall_poll_max100_longest_cpu", "us", stall_max_cpu, REPS);
     report("c_stall_poll_max100_each", "us", slices, nslices);
+    report("c_stall_poll_max100_each_cpu", "us", slices_cpu, nslices);
 }
 
 static long rss_kib(void) {
