@@ -195,7 +195,7 @@ fn scenario_lua(b: &mut Bench) -> Result<(), String> {
         "socket.gettime() has µs resolution, so calls are timed in batches of 10 and each sample is a \
          batch's per-call average; the Lua table conversion of the request (submit) and of the result \
          (per callback) is included. Per callback: one poll() over 10,000 ready GET_ACCOUNT results \
-         (a 54-field account each), 3 repetitions.",
+         (an account of about 50 values each), 3 repetitions.",
     );
     for (abi, name) in [("lua54", "Lua 5.4"), ("luajit", "LuaJIT")] {
         t.add(&format!("{name}: submit GET_ACCOUNT"), &b.m(&format!("{abi}_submit_get_account")));
