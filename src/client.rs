@@ -33,8 +33,21 @@ use tokio::time::Instant;
 /// polling thread; in `thread` delivery on the library's delivery thread.
 pub type Handler = Box<dyn FnOnce(Completion) + Send + 'static>;
 
+/// A handler in two parts (see [`Client::submit_prepared`]): the first runs as soon as the
+/// result is ready, on the library thread that completes the request (or on the thread calling
+/// `cancel` or `close`), and returns the second, which runs where callbacks run (inside
+/// [`Client::poll`], or on the delivery thread). Work done in the first part, such as rendering
+/// the result, stays off the polling (game) thread. The first part must not panic: it would
+/// lose the second.
+pub type Prepare = Box<dyn FnOnce(Completion) -> Box<dyn FnOnce() + Send> + Send + 'static>;
+
+enum Callback {
+    Handler(Handler),
+    Prepare(Prepare),
+}
+
 struct Entry {
-    handler: Option<Handler>,
+    handler: Option<Callback>,
     request_type: Arc<str>,
     abort: Option<AbortHandle>,
     accepted: Instant,
@@ -72,7 +85,12 @@ struct Pending {
     entries: HashMap<u64, Entry>,
 }
 
-type Ready = (Completion, Option<Handler>);
+enum Ready {
+    /// A result for its handler (or, with none, for `poll`'s fallback).
+    Result(Completion, Option<Handler>),
+    /// The second part of a [`Prepare`] handler.
+    Prepared(Box<dyn FnOnce() + Send>),
+}
 
 pub(crate) struct Inner {
     pub(crate) config: Config,
@@ -134,8 +152,8 @@ impl Client {
                 let t = std::thread::Builder::new()
                     .name("sonoran-delivery".into())
                     .spawn(move || {
-                        for (completion, handler) in rx {
-                            run_handler(handler, completion);
+                        for ready in rx {
+                            run_ready(ready, |_| {});
                             delivered.fetch_sub(1, Ordering::AcqRel);
                         }
                     })
@@ -174,6 +192,16 @@ impl Client {
     /// Queue one validated call. Returns its request id (> 0); its result reaches `handler`
     /// exactly once (or, with no handler, the `fallback` given to [`Client::poll`]).
     pub fn submit(&self, call: Call, handler: Option<Handler>) -> Result<u64, Refusal> {
+        self.submit_call(call, handler.map(Callback::Handler))
+    }
+
+    /// Like [`Client::submit`], with a handler in two parts ([`Prepare`]): the C ABI renders
+    /// each result's JSON where the request completes, so its callback only receives the text.
+    pub fn submit_prepared(&self, call: Call, prepare: Prepare) -> Result<u64, Refusal> {
+        self.submit_call(call, Some(Callback::Prepare(prepare)))
+    }
+
+    fn submit_call(&self, call: Call, handler: Option<Callback>) -> Result<u64, Refusal> {
         let path = self.inner.config.path_for(&call.request_type)?;
         let cfg = &self.inner.config;
         let size = wire::encode_body(&cfg.community_id, cfg.api_key.expose(), &call.request_type, &call.data).len();
@@ -184,7 +212,7 @@ impl Client {
             ));
         }
         let request_type = call.request_type.clone();
-        self.submit_with(request_type, handler, move |inner| async move { inner.execute(&path, &call).await })
+        self.submit_op(request_type, handler, move |inner| async move { inner.execute(&path, &call).await })
     }
 
     /// Queue any operation that produces one outcome (a single call, or a flow of several).
@@ -194,6 +222,14 @@ impl Client {
         handler: Option<Handler>,
         op: F,
     ) -> Result<u64, Refusal>
+    where
+        F: FnOnce(Arc<Inner>) -> Fut,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        self.submit_op(request_type, handler.map(Callback::Handler), op)
+    }
+
+    fn submit_op<F, Fut>(&self, request_type: Arc<str>, handler: Option<Callback>, op: F) -> Result<u64, Refusal>
     where
         F: FnOnce(Arc<Inner>) -> Fut,
         Fut: Future<Output = Outcome> + Send + 'static,
@@ -250,14 +286,9 @@ impl Client {
             if inner.ready_len.load(Ordering::Acquire) == 0 {
                 break;
             }
-            let Some((completion, handler)) = lock(&inner.ready).pop_front() else { break };
+            let Some(ready) = lock(&inner.ready).pop_front() else { break };
             inner.ready_len.fetch_sub(1, Ordering::AcqRel);
-            match handler {
-                Some(h) => run_handler(Some(h), completion),
-                None => {
-                    let _ = catch_unwind(AssertUnwindSafe(|| fallback(completion)));
-                }
-            }
+            run_ready(ready, &mut fallback);
             inner.outstanding.fetch_sub(1, Ordering::AcqRel);
             ran += 1;
         }
@@ -354,10 +385,13 @@ impl Drop for Client {
     }
 }
 
-fn run_handler(handler: Option<Handler>, completion: Completion) {
-    if let Some(h) = handler {
-        let _ = catch_unwind(AssertUnwindSafe(move || h(completion)));
-    }
+/// Run one ready result's callback; a result without a handler goes to `fallback`.
+fn run_ready(ready: Ready, mut fallback: impl FnMut(Completion)) {
+    let _ = catch_unwind(AssertUnwindSafe(move || match ready {
+        Ready::Result(completion, Some(h)) => h(completion),
+        Ready::Result(completion, None) => fallback(completion),
+        Ready::Prepared(run) => run(),
+    }));
 }
 
 impl Inner {
@@ -376,15 +410,19 @@ impl Inner {
         });
         self.stats.completed(outcome.as_ref().err().map(|f| f.code), entry.accepted.elapsed());
         let completion = Completion { id, request_type: entry.request_type, outcome };
-        let ready = (completion, entry.handler);
+        let ready = match entry.handler {
+            Some(Callback::Prepare(prepare)) => Ready::Prepared(prepare(completion)),
+            Some(Callback::Handler(h)) => Ready::Result(completion, Some(h)),
+            None => Ready::Result(completion, None),
+        };
         if self.config.delivery == Delivery::Thread {
             let undelivered = match lock(&self.delivery_tx).as_ref() {
                 Some(tx) => tx.send(ready).err().map(|e| e.0),
                 None => Some(ready),
             };
             // The delivery thread is gone (closing): run it here rather than lose it.
-            if let Some((completion, handler)) = undelivered {
-                run_handler(handler, completion);
+            if let Some(ready) = undelivered {
+                run_ready(ready, |_| {});
                 self.outstanding.fetch_sub(1, Ordering::AcqRel);
             }
             return;

@@ -11,7 +11,7 @@
 //! callable (and `user_data` whatever it expects) until the request's callback has run.
 #![allow(clippy::missing_safety_doc)]
 
-use crate::client::{Client, Handler};
+use crate::client::{Client, Handler, Prepare};
 use crate::config::Config;
 use crate::error::Refusal;
 use crate::request::Call;
@@ -121,11 +121,31 @@ struct CCallback {
 unsafe impl Send for CCallback {}
 
 impl CCallback {
+    fn call_rendered(self, id: u64, json: &CStr) {
+        // SAFETY: the host promised a valid function pointer when it submitted the request.
+        unsafe { (self.cb)(self.user_data, id, json.as_ptr()) }
+    }
+
     fn call(self, completion: Completion) {
         let json = CString::new(completion.to_json()).unwrap_or_default();
         // SAFETY: the host promised a valid function pointer when it submitted the request.
         unsafe { (self.cb)(self.user_data, completion.id, json.as_ptr()) }
     }
+}
+
+/// The callback in two parts: the result's JSON is rendered (and the parsed result freed) where
+/// the request completes, so the thread running callbacks only hands over the text.
+fn c_prepare(cb: sonoran_callback, user_data: *mut c_void) -> Option<Prepare> {
+    cb.map(|cb| {
+        let cc = CCallback { cb, user_data };
+        Box::new(move |c: Completion| {
+            let id = c.id;
+            let json = CString::new(c.to_json()).unwrap_or_default();
+            drop(c);
+            // SAFETY: the host promised a valid function pointer when it submitted the request.
+            Box::new(move || cc.call_rendered(id, &json)) as Box<dyn FnOnce() + Send>
+        }) as Prepare
+    })
 }
 
 fn c_handler(cb: sonoran_callback, user_data: *mut c_void) -> Option<Handler> {
@@ -146,7 +166,10 @@ unsafe fn submit(
         let client = arg_client(c)?;
         let data = arg_json("data_json", data_json)?;
         let call = build(data)?;
-        client.submit(call, c_handler(cb, user_data))
+        match c_prepare(cb, user_data) {
+            Some(prepare) => client.submit_prepared(call, prepare),
+            None => client.submit(call, None),
+        }
     })
 }
 
@@ -268,7 +291,10 @@ pub unsafe extern "C" fn sonoran_request(
         let ty = arg_str("type", request_type)?;
         let data = arg_json("data_json", data_json)?;
         let call = Call::generic(ty, data)?;
-        client.submit(call, c_handler(cb, user_data))
+        match c_prepare(cb, user_data) {
+            Some(prepare) => client.submit_prepared(call, prepare),
+            None => client.submit(call, None),
+        }
     })
 }
 

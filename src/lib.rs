@@ -34,7 +34,7 @@ compile_error!(
     "enable exactly one of the features lua54, luajit, lua51: each build of the Lua module targets one Lua ABI"
 );
 
-pub use client::{Client, ClientStats, Handler};
+pub use client::{Client, ClientStats, Handler, Prepare};
 pub use config::{ApiKey, Config, Delivery, IdentifierType, RateLimits, SetApiIdForm};
 pub use error::Refusal;
 pub use events::{Level, LogHook};
