@@ -269,9 +269,9 @@ fn scenario_throughput(b: &mut Bench) -> Result<(), String> {
         "Closed loops of GET_ACCOUNT at a fixed concurrency against the same emulator, alternating \
          reqwest / library, 3 rounds each (throughput: the 3 rounds' req/s; latency: every request \
          of the 3 rounds, submit to result). The library runs with `rate_limits.global: null` and \
-         `delivery: \"thread\"`, its callback serialises the result envelope (what the C ABI hands \
-         over) and submits the next request; reqwest runs on a 2-thread tokio runtime (the \
-         library's default) and parses each answer as JSON.",
+         `delivery: \"thread\"`; each result is rendered to JSON where the request completes, as \
+         the C ABI does, and the callback submits the next request. reqwest runs on a 2-thread \
+         tokio runtime (the library's default) and parses each answer as JSON.",
     );
     for (conc, total) in [(1usize, 3000usize), (16, 10000), (256, 20000)] {
         let (mut rq_rate, mut lib_rate, mut rq_lat, mut lib_lat) = (vec![], vec![], vec![], vec![]);

@@ -92,24 +92,28 @@ fn issue(client: &Client, weak: &Weak<Client>, state: &Arc<Loop>) {
     let t0 = Instant::now();
     let call = Call::get_account(serde_json::json!({"username": "SonoranBrian"})).expect("valid call");
     let (weak2, st) = (weak.clone(), state.clone());
-    let handler = Box::new(move |c: sonoran::Completion| {
-        let us = t0.elapsed().as_secs_f64() * 1e6;
-        // What the C ABI hands its callback.
-        let json = c.to_json();
-        std::hint::black_box(&json);
+    // As the C ABI does: the result's JSON is rendered where the request completes, and the
+    // callback (here on the delivery thread) receives the text and submits the next request.
+    let prepare: sonoran::Prepare = Box::new(move |c: sonoran::Completion| {
         let ok = c.is_ok();
-        if let Some(client) = weak2.upgrade() {
-            issue(&client, &weak2, &st);
-        }
-        let mut d = st.done.lock().unwrap();
-        d.0 += 1;
-        if !ok {
-            d.1 += 1;
-        }
-        d.2.push(us);
-        st.cv.notify_all();
+        let json = c.to_json();
+        drop(c);
+        Box::new(move || {
+            let us = t0.elapsed().as_secs_f64() * 1e6;
+            std::hint::black_box(&json);
+            if let Some(client) = weak2.upgrade() {
+                issue(&client, &weak2, &st);
+            }
+            let mut d = st.done.lock().unwrap();
+            d.0 += 1;
+            if !ok {
+                d.1 += 1;
+            }
+            d.2.push(us);
+            st.cv.notify_all();
+        })
     });
-    match client.submit(call, Some(handler)) {
+    match client.submit_prepared(call, prepare) {
         Ok(_) => {
             state.started.fetch_add(1, Ordering::AcqRel);
         }
@@ -118,7 +122,8 @@ fn issue(client: &Client, weak: &Weak<Client>, state: &Arc<Loop>) {
 }
 
 /// The library: `delivery: "thread"` so each result is handled as soon as it is ready, and the
-/// callback submits the next request (a closed loop); pacing lifted (`rate_limits.global: null`).
+/// callback submits the next request (a closed loop); pacing lifted (`rate_limits.global: null`);
+/// results rendered to JSON as the C ABI renders them (`submit_prepared`).
 pub fn library_run(url: &str, community: &str, key: &str, concurrency: usize, total: usize, limit: Duration) -> Run {
     let mut cfg = Config::new(community, key).with_api_url(url);
     cfg.rate_limits = RateLimits::unlimited();
