@@ -227,7 +227,7 @@ static void bench_stall(void) {
                         slices_cpu[nslices] = cpu;
                         slices[nslices++] = us;
                     }
-                    if (getenv("BENCH_TRACE") && us > 2000) fprintf(stderr, "slice %d: %.0f us (cpu %.0f us)\n", k, us, cpu);
+                    if (getenv("BENCH_TRACE") && us > atof(getenv("BENCH_TRACE"))) fprintf(stderr, "slice %d: %.0f us (cpu %.0f us)\n", k, us, cpu);
                     if (us > worst) worst = us;
                     if (cpu > worst_cpu) worst_cpu = cpu;
                 }
