@@ -8,7 +8,7 @@ use crate::config::{Config, Delivery, MAX_RETRY_BACKOFF};
 use crate::error::Refusal;
 use crate::events::{Events, Level, LogHook};
 use crate::linking::LinkCache;
-use crate::policy::{self, Breaker, Check};
+use crate::policy::{self, Breaker, Check, RetryClass};
 use crate::ratelimit::Limiter;
 use crate::request::Call;
 use crate::response::{Completion, ErrorCode, Failure, Outcome};
@@ -204,15 +204,36 @@ impl Client {
     fn submit_call(&self, call: Call, handler: Option<Callback>) -> Result<u64, Refusal> {
         let path = self.inner.config.path_for(&call.request_type)?;
         let cfg = &self.inner.config;
-        let size = wire::encode_body(&cfg.community_id, cfg.api_key.expose(), &call.request_type, &call.data).len();
-        if size > cfg.max_request_bytes {
+        let body = wire::encode_body(&cfg.community_id, cfg.api_key.expose(), &call.request_type, &call.data);
+        if body.len() > cfg.max_request_bytes {
             return Err(Refusal::field(
                 "data",
-                format!("the request is {size} bytes, over max_request_bytes ({} bytes)", cfg.max_request_bytes),
+                format!(
+                    "the request is {} bytes, over max_request_bytes ({} bytes)",
+                    body.len(),
+                    cfg.max_request_bytes
+                ),
             ));
         }
         let request_type = call.request_type.clone();
-        self.submit_op(request_type, handler, move |inner| async move { inner.execute(&path, &call).await })
+        if cfg.coalesce.contains_key(&*call.request_type) {
+            // It may join a shared call: it keeps its elements rather than a body of its own.
+            return self.submit_op(
+                request_type,
+                handler,
+                move |inner| async move { inner.execute(&path, &call).await },
+            );
+        }
+        // While it waits, a request holds its encoded body, not the parsed JSON it came from.
+        self.inner.remember_sessions(&call.data);
+        let class = policy::retry_class(&call.request_type, &call.data);
+        drop(call);
+        let ty = request_type.clone();
+        self.submit_op(
+            request_type,
+            handler,
+            move |inner| async move { inner.send_encoded(&path, &ty, &body, class).await },
+        )
     }
 
     /// Queue any operation that produces one outcome (a single call, or a flow of several).
@@ -257,6 +278,9 @@ impl Client {
         let accepted = Instant::now();
         let ctx = RequestCtx { id, deadline: accepted + timeout };
         inner.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        // Boxed: a future moved into an async block is stored twice (as the captured value and as
+        // the awaited one); boxed, a queued request's task is about half the size.
+        let fut = Box::pin(fut);
         let task = self.handle.spawn(async move {
             let outcome = match tokio::time::timeout(timeout, CTX.scope(ctx, fut)).await {
                 Ok(outcome) => outcome,
@@ -386,6 +410,12 @@ impl Drop for Client {
 }
 
 /// Run one ready result's callback; a result without a handler goes to `fallback`.
+/// The request being run by this task (its id and deadline), or, outside a request's task, a
+/// deadline one timeout from now.
+fn current_ctx(timeout: Duration) -> RequestCtx {
+    CTX.try_with(|c| *c).unwrap_or(RequestCtx { id: 0, deadline: Instant::now() + timeout })
+}
+
 fn run_ready(ready: Ready, mut fallback: impl FnMut(Completion)) {
     let _ = catch_unwind(AssertUnwindSafe(move || match ready {
         Ready::Result(completion, Some(h)) => h(completion),
@@ -508,7 +538,7 @@ impl Inner {
     /// the type), the limiter queue, retries. Plain requests and the linking flows all come
     /// through here.
     pub(crate) async fn execute(&self, path: &str, call: &Call) -> Outcome {
-        let ctx = CTX.try_with(|c| *c).unwrap_or(RequestCtx { id: 0, deadline: Instant::now() + self.config.timeout });
+        let ctx = current_ctx(self.config.timeout);
         self.remember_sessions(&call.data);
         if let Check::Stopped { stop, every_type } = self.breaker.check(&call.request_type) {
             return Err(policy::disabled_failure(&call.request_type, &stop, every_type));
@@ -516,14 +546,36 @@ impl Inner {
         if let Some(window) = self.config.coalesce.get(&*call.request_type) {
             return Box::pin(self.coalesced(path, call, *window, ctx)).await;
         }
-        self.paced(path, &call.request_type, &call.data, ctx, 1).await
+        let body = self.encode(&call.request_type, &call.data);
+        let class = policy::retry_class(&call.request_type, &call.data);
+        self.paced(path, &call.request_type, &body, class, ctx, 1).await
+    }
+
+    /// A single call whose body was encoded when it was submitted (its sessions remembered and
+    /// its retry class taken then too): the stop check, then the limiter queue and retries.
+    async fn send_encoded(&self, path: &str, ty: &Arc<str>, body: &[u8], class: RetryClass) -> Outcome {
+        let ctx = current_ctx(self.config.timeout);
+        if let Check::Stopped { stop, every_type } = self.breaker.check(ty) {
+            return Err(policy::disabled_failure(ty, &stop, every_type));
+        }
+        self.paced(path, ty, body, class, ctx, 1).await
+    }
+
+    fn encode(&self, ty: &str, data: &[Value]) -> Vec<u8> {
+        wire::encode_body(&self.config.community_id, self.config.api_key.expose(), ty, data)
     }
 
     /// One request through the limiter, retried per `policy`, until it succeeds, fails for
     /// good, or its deadline passes. `members` > 1 for a coalesced call (for log lines).
-    async fn paced(&self, path: &str, ty: &Arc<str>, data: &[Value], ctx: RequestCtx, members: usize) -> Outcome {
-        let class = policy::retry_class(ty, data);
-        let body = wire::encode_body(&self.config.community_id, self.config.api_key.expose(), ty, data);
+    async fn paced(
+        &self,
+        path: &str,
+        ty: &Arc<str>,
+        body: &[u8],
+        class: RetryClass,
+        ctx: RequestCtx,
+        members: usize,
+    ) -> Outcome {
         let max = self.config.max_attempts;
         let who = || {
             if members > 1 {
@@ -582,7 +634,7 @@ impl Inner {
                 self.stats.api_calls.fetch_add(1, Ordering::Relaxed);
                 // Boxed: the HTTP future is most of a request's state, and a request spends most
                 // of its life waiting for its turn; it is allocated only while on the wire.
-                Box::pin(self.send_once(path, body.clone())).await
+                Box::pin(self.send_once(path, body.to_vec())).await
             };
             self.stats.http_latency.record(sent_at.elapsed());
             let f = match result {
@@ -763,7 +815,10 @@ impl Inner {
             self.log(Level::Debug, || format!("{ty}: {members} requests coalesced into one call"));
         }
         let ctx = RequestCtx { id: 0, deadline };
-        let outcome = self.paced(&path, &ty, &data, ctx, members).await;
+        let body = self.encode(&ty, &data);
+        let class = policy::retry_class(&ty, &data);
+        drop(data);
+        let outcome = self.paced(&path, &ty, &body, class, ctx, members).await;
         let _ = tx.send(Some(outcome));
     }
 }
