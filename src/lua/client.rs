@@ -10,7 +10,7 @@ use crate::client::Client;
 use crate::config::Config;
 use crate::error::Refusal;
 use crate::request::Call;
-use mlua::{Function, IntoLua, Lua, MultiValue, RegistryKey, UserData, UserDataMethods, Value as LuaValue};
+use mlua::{ffi, Function, IntoLua, Lua, MultiValue, RegistryKey, UserData, UserDataMethods, Value as LuaValue};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -116,10 +116,20 @@ impl LuaClient {
     fn deliver(&self, lua: &Lua, deliver: &Function, completion: crate::Completion) -> mlua::Result<()> {
         let key = self.callbacks.borrow_mut().remove(&completion.id).flatten();
         let Some(key) = key else { return Ok(()) };
-        let cb: Function = lua.registry_value(&key)?;
+        let slot = key.id();
+        // One protected call per result: push the callback and the result table with the raw API
+        // (no per-value protected calls or references), then call the runner. Nothing owned
+        // lives in the closure: a memory error unwinding through it leaks nothing.
+        // SAFETY: on the state's own thread (inside poll); the stack is ours within exec_raw.
+        let r = unsafe {
+            lua.exec_raw::<()>(deliver, |state| {
+                ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, slot as ffi::lua_Integer);
+                convert::push_completion(state, &completion);
+                ffi::lua_call(state, 2, 0);
+            })
+        };
         lua.remove_registry_value(key)?;
-        let res = convert::to_lua(lua, &completion.to_value())?;
-        deliver.call::<()>((cb, res))
+        r
     }
 }
 
