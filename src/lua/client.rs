@@ -14,9 +14,12 @@ use mlua::{ffi, Function, IntoLua, Lua, MultiValue, RegistryKey, UserData, UserD
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::c_int;
+use std::sync::Arc;
 
 pub(crate) struct LuaClient {
-    client: Client,
+    /// Shared with the `idle` function of the Lua face (see [`idle_function`]).
+    client: Arc<Client>,
     /// Requests whose result has not been delivered by `poll()` yet, with their callback
     /// (None: no callback, result dropped unless `attach` gives one).
     callbacks: RefCell<HashMap<u64, Option<RegistryKey>>>,
@@ -70,12 +73,69 @@ pub(crate) fn new(lua: &Lua, config: LuaValue) -> mlua::Result<MultiValue> {
             }
         }
         let config = Config::from_value(&value)?;
-        Ok(LuaClient { client: Client::new(config)?, callbacks: RefCell::new(HashMap::new()) })
+        Ok(LuaClient { client: Arc::new(Client::new(config)?), callbacks: RefCell::new(HashMap::new()) })
     })();
     match r {
-        Ok(c) => Ok(MultiValue::from_iter([LuaValue::UserData(lua.create_userdata(c)?)])),
+        Ok(c) => {
+            let idle = idle_function(lua, &c.client)?;
+            Ok(MultiValue::from_iter([LuaValue::UserData(lua.create_userdata(c)?), LuaValue::Function(idle)]))
+        }
         Err(e) => answer::<bool>(lua, Err(e)),
     }
+}
+
+/// Registry name of the metatable of the client handles held by `idle` functions.
+const HANDLE_MT: &std::ffi::CStr = c"sonoran.client_handle";
+
+/// `idle(max)`, the fast path of `cad:poll(max)`: true when `max` is valid (nil or a whole
+/// number >= 0) and no result is ready, so that poll would deliver nothing and return 0; false
+/// otherwise (the full method then runs, and refuses a bad `max` with its message). A plain C
+/// function: no mlua call machinery, no allocation. Its upvalue is a handle (a userdata holding
+/// `Option<Arc<Client>>`, emptied by its `__gc`).
+fn idle_function(lua: &Lua, client: &Arc<Client>) -> mlua::Result<Function> {
+    // SAFETY: on the state's own thread; inside exec_raw's protected call. Nothing owned lives in
+    // the closure until the handle is written, and nothing after it can fail except
+    // lua_pushcclosure, whose failure leaves the handle to its __gc.
+    unsafe {
+        lua.exec_raw::<Function>((), |state| {
+            let handle =
+                ffi::lua_newuserdata(state, std::mem::size_of::<Option<Arc<Client>>>()) as *mut Option<Arc<Client>>;
+            if ffi::luaL_newmetatable(state, HANDLE_MT.as_ptr()) != 0 {
+                ffi::lua_pushcfunction(state, drop_handle);
+                ffi::lua_setfield(state, -2, c"__gc".as_ptr());
+                ffi::lua_pushboolean(state, 0);
+                ffi::lua_setfield(state, -2, c"__metatable".as_ptr());
+            }
+            ffi::lua_setmetatable(state, -2);
+            std::ptr::write(handle, Some(Arc::clone(client)));
+            ffi::lua_pushcclosure(state, poll_idle, 1);
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn drop_handle(state: *mut ffi::lua_State) -> c_int {
+    let handle = ffi::luaL_checkudata(state, 1, HANDLE_MT.as_ptr()) as *mut Option<Arc<Client>>;
+    if !handle.is_null() {
+        // take(): a second call finds None.
+        drop((*handle).take());
+    }
+    0
+}
+
+unsafe extern "C-unwind" fn poll_idle(state: *mut ffi::lua_State) -> c_int {
+    let handle = ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Option<Arc<Client>>;
+    let max_ok = match ffi::lua_type(state, 1) {
+        ffi::LUA_TNIL | ffi::LUA_TNONE => true,
+        ffi::LUA_TNUMBER => {
+            // The same rule as the poll method: a whole number >= 0 (NaN and infinities fail).
+            let n = ffi::lua_tonumber(state, 1);
+            n >= 0.0 && n.fract() == 0.0
+        }
+        _ => false,
+    };
+    let idle = max_ok && !handle.is_null() && (*handle).as_ref().is_some_and(|c| c.ready() == 0);
+    ffi::lua_pushboolean(state, idle as c_int);
+    1
 }
 
 impl LuaClient {

@@ -10,6 +10,7 @@ Client.__index = Client
 Client.__name = "sonoran.client"
 
 local traceback = (debug and debug.traceback) or function(msg) return msg end
+local getmetatable = getmetatable
 
 M.null = native.null
 M.array_mt = native.array_mt
@@ -80,11 +81,12 @@ function M.new(config)
   if type(config) ~= "table" then
     error("sonoran.new: expected a configuration table { community_id = ..., api_key = ..., ... }", 2)
   end
-  local raw, err = native.new(config)
+  local raw, err_or_idle = native.new(config)
   if not raw then
-    raise(err, 2)
+    raise(err_or_idle, 2)
   end
-  local self = setmetatable({ _raw = raw }, Client)
+  -- _idle(max): true when poll(max) would deliver nothing (max valid, no result ready).
+  local self = setmetatable({ _raw = raw, _idle = err_or_idle }, Client)
   -- Runs one callback in protected mode; called by the native poll for each result.
   self._deliver = function(callback, res)
     local ok, e = xpcall(function() return callback(res) end, function(m) return traceback(tostring(m), 2) end)
@@ -153,7 +155,14 @@ end
 --- Run up to max ready callbacks (nil or 0: all ready now) on this thread; returns how many
 --- results were delivered. Never waits.
 function Client:poll(max)
-  need_client(self, "poll")
+  -- The idle path is the hot one (called every tick): the colon check inline, then one plain C
+  -- call that reads the ready count.
+  if getmetatable(self) ~= Client then
+    need_client(self, "poll")
+  end
+  if self._idle(max) then
+    return 0
+  end
   local n, err = self._raw:poll(max, self._deliver)
   if not n then
     raise(err, 2)
