@@ -21,7 +21,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::runtime::Runtime;
@@ -102,7 +102,8 @@ pub(crate) struct Inner {
     ready: Mutex<VecDeque<Ready>>,
     ready_len: AtomicUsize,
     /// `thread` delivery: the channel to the delivery thread (None once closed).
-    delivery_tx: Mutex<Option<mpsc::Sender<Ready>>>,
+    /// Read-locked by every delivery (senders share it), write-locked once by `close`.
+    delivery_tx: RwLock<Option<mpsc::Sender<Ready>>>,
     pub(crate) link_cache: LinkCache,
     limiter: Arc<Limiter>,
     breaker: Breaker,
@@ -178,7 +179,7 @@ impl Client {
             outstanding,
             ready: Mutex::new(VecDeque::new()),
             ready_len: AtomicUsize::new(0),
-            delivery_tx: Mutex::new(delivery_tx),
+            delivery_tx: RwLock::new(delivery_tx),
             link_cache: LinkCache::default(),
         });
         Ok(Client { inner, runtime: Mutex::new(Some(runtime)), handle, delivery_thread: Mutex::new(delivery_thread) })
@@ -281,6 +282,8 @@ impl Client {
         // Boxed: a future moved into an async block is stored twice (as the captured value and as
         // the awaited one); boxed, a queued request's task is about half the size.
         let fut = Box::pin(fut);
+        // Spawned under the lock: the entry is in `pending` (with the task's abort handle) before
+        // the task can complete, be cancelled or be closed.
         let task = self.handle.spawn(async move {
             let outcome = match tokio::time::timeout(timeout, CTX.scope(ctx, fut)).await {
                 Ok(outcome) => outcome,
@@ -392,7 +395,7 @@ impl Client {
                 drop(rt);
             }
         }
-        lock(&self.inner.delivery_tx).take();
+        self.inner.delivery_tx.write().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = lock(&self.delivery_thread).take() {
             if t.thread().id() != std::thread::current().id() {
                 let _ = t.join();
@@ -446,7 +449,7 @@ impl Inner {
             None => Ready::Result(completion, None),
         };
         if self.config.delivery == Delivery::Thread {
-            let undelivered = match lock(&self.delivery_tx).as_ref() {
+            let undelivered = match self.delivery_tx.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
                 Some(tx) => tx.send(ready).err().map(|e| e.0),
                 None => Some(ready),
             };

@@ -32,7 +32,7 @@ use crate::request::Kind;
 use crate::response::{ErrorCode, Failure};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -146,6 +146,8 @@ struct Stops {
 #[derive(Default)]
 pub(crate) struct Breaker {
     stops: Mutex<Stops>,
+    /// Whether any stop may be in force: while not, `check` answers without the lock.
+    any: AtomicBool,
 }
 
 /// What `Breaker::check` found.
@@ -166,6 +168,9 @@ impl Breaker {
 
     /// Whether `ty` may be sent now.
     pub(crate) fn check(&self, ty: &str) -> Check {
+        if !self.any.load(Ordering::Acquire) {
+            return Check::Open;
+        }
         let now = Instant::now();
         let mut s = self.lock();
         let mut reopened = None;
@@ -181,6 +186,9 @@ impl Breaker {
             }
             reopened = s.types.remove(ty);
         }
+        if s.all.is_none() && s.types.is_empty() {
+            self.any.store(false, Ordering::Release);
+        }
         reopened.map_or(Check::Open, Check::Reopened)
     }
 
@@ -188,6 +196,7 @@ impl Breaker {
     pub(crate) fn trip(&self, ty: Option<&str>, cause: ErrorCode, text: &str, cooldown: Duration) {
         let stop = Stop { cause, text: text.to_string(), until: Instant::now() + cooldown };
         let mut s = self.lock();
+        self.any.store(true, Ordering::Release);
         match ty {
             None => s.all = Some(stop),
             Some(t) => {
@@ -197,7 +206,9 @@ impl Breaker {
     }
 
     pub(crate) fn reset(&self) {
-        *self.lock() = Stops::default();
+        let mut s = self.lock();
+        *s = Stops::default();
+        self.any.store(false, Ordering::Release);
     }
 
     /// `(None, stop)` for the stop of every type, `(Some(type), stop)` per type; live ones only.

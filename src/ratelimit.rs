@@ -20,6 +20,7 @@
 use crate::config::RateLimits;
 use crate::error::Refusal;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
@@ -124,6 +125,10 @@ struct State {
 pub(crate) struct Limiter {
     limits: RateLimits,
     margin: Duration,
+    /// No bucket at all: with no pause either, every request goes at once, without the lock.
+    unlimited: bool,
+    /// Whether a type may be paused (set by `pause`, cleared by `clear_pauses`).
+    any_pause: AtomicBool,
     state: Mutex<State>,
     wake: Notify,
 }
@@ -139,6 +144,8 @@ impl Limiter {
         Limiter {
             limits: limits.clone(),
             margin,
+            unlimited: limits.global.is_none() && limits.per_type.is_empty(),
+            any_pause: AtomicBool::new(false),
             state: Mutex::new(State {
                 global: limits.global.map(|r| Bucket::new(r, margin, now)),
                 types: HashMap::new(),
@@ -161,6 +168,10 @@ impl Limiter {
     /// the queue (the caller re-checks whether sending is stopped). Dropping the future leaves
     /// the queue without using a token.
     pub(crate) async fn acquire(&self, ty: &Arc<str>) {
+        // Nothing to wait for: no bucket, and no type ever paused (so nobody is queued either).
+        if self.unlimited && !self.any_pause.load(Ordering::Acquire) {
+            return;
+        }
         let rx = {
             let mut st = lock(&self.state);
             let now = Instant::now();
@@ -203,12 +214,16 @@ impl Limiter {
             let mut st = lock(&self.state);
             let q = self.queue(&mut st, ty, Instant::now());
             q.paused_until = Some(q.paused_until.map_or(until, |p| p.max(until)));
+            self.any_pause.store(true, Ordering::Release);
         }
         self.wake.notify_one();
     }
 
     /// When the type's current pause ends, if it is paused.
     pub(crate) fn paused_until(&self, ty: &str) -> Option<Instant> {
+        if !self.any_pause.load(Ordering::Acquire) {
+            return None;
+        }
         let st = lock(&self.state);
         let now = Instant::now();
         st.types.get(ty).and_then(|q| q.paused_until).filter(|p| *p > now)
@@ -255,6 +270,7 @@ impl Limiter {
             for q in st.types.values_mut() {
                 q.paused_until = None;
             }
+            self.any_pause.store(false, Ordering::Release);
         }
         self.wake.notify_one();
     }
