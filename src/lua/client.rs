@@ -15,7 +15,9 @@ use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_int;
+use std::sync::mpsc;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 pub(crate) struct LuaClient {
     /// Shared with the `idle` function of the Lua face (see [`idle_function`]).
@@ -23,6 +25,44 @@ pub(crate) struct LuaClient {
     /// Requests whose result has not been delivered by `poll()` yet, with their callback
     /// (None: no callback, result dropped unless `attach` gives one).
     callbacks: RefCell<HashMap<u64, Option<RegistryKey>>>,
+    /// Frees delivered results off the polling thread while the client is open (None after
+    /// close, or when its thread could not start: results are then freed inline).
+    freer: RefCell<Option<Freer>>,
+}
+
+/// A thread that frees the results `poll()` has delivered, one batch per poll. Freeing a parsed
+/// result (a tree of small allocations made by the library's worker threads) on the polling
+/// thread made glibc malloc consolidate its fast bins there from time to time, stalling one
+/// `poll(max)` for several milliseconds (see BENCHMARKS.md).
+struct Freer {
+    tx: mpsc::Sender<Vec<crate::Completion>>,
+    thread: JoinHandle<()>,
+}
+
+impl Freer {
+    fn start() -> Option<Freer> {
+        let (tx, rx) = mpsc::channel::<Vec<crate::Completion>>();
+        let thread = std::thread::Builder::new()
+            .name("sonoran-lua-free".into())
+            .spawn(move || {
+                for batch in rx {
+                    drop(batch);
+                }
+            })
+            .ok()?;
+        Some(Freer { tx, thread })
+    }
+
+    /// Hand a batch over; given back when the thread is gone.
+    fn free(&self, batch: Vec<crate::Completion>) -> Result<(), Vec<crate::Completion>> {
+        self.tx.send(batch).map_err(|e| e.0)
+    }
+
+    /// Stop the thread once it has freed what it was given.
+    fn stop(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
+    }
 }
 
 /// `value` or `nil, message`.
@@ -73,7 +113,11 @@ pub(crate) fn new(lua: &Lua, config: LuaValue) -> mlua::Result<MultiValue> {
             }
         }
         let config = Config::from_value(&value)?;
-        Ok(LuaClient { client: Arc::new(Client::new(config)?), callbacks: RefCell::new(HashMap::new()) })
+        Ok(LuaClient {
+            client: Arc::new(Client::new(config)?),
+            callbacks: RefCell::new(HashMap::new()),
+            freer: RefCell::new(Freer::start()),
+        })
     })();
     match r {
         Ok(c) => {
@@ -173,7 +217,7 @@ impl LuaClient {
 
     /// Deliver one completion: release its callback and hand it, with the result table, to
     /// `deliver` (the Lua face's protected runner).
-    fn deliver(&self, lua: &Lua, deliver: &Function, completion: crate::Completion) -> mlua::Result<()> {
+    fn deliver(&self, lua: &Lua, deliver: &Function, completion: &crate::Completion) -> mlua::Result<()> {
         let key = self.callbacks.borrow_mut().remove(&completion.id).flatten();
         let Some(key) = key else { return Ok(()) };
         let slot = key.id();
@@ -184,12 +228,26 @@ impl LuaClient {
         let r = unsafe {
             lua.exec_raw::<()>(deliver, |state| {
                 ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, slot as ffi::lua_Integer);
-                convert::push_completion(state, &completion);
+                convert::push_completion(state, completion);
                 ffi::lua_call(state, 2, 0);
             })
         };
         lua.remove_registry_value(key)?;
         r
+    }
+}
+
+impl LuaClient {
+    /// Free a poll's delivered results: on the freer thread while there is one, else here.
+    fn free(&self, batch: Vec<crate::Completion>) {
+        if batch.is_empty() {
+            return;
+        }
+        let rest = match self.freer.borrow().as_ref() {
+            Some(f) => f.free(batch).err(),
+            None => Some(batch),
+        };
+        drop(rest);
     }
 }
 
@@ -277,13 +335,16 @@ impl UserData for LuaClient {
                     return answer::<bool>(lua, Err(e));
                 }
             };
+            let ready = this.client.ready();
+            let mut delivered = Vec::with_capacity(if max == 0 { ready } else { max.min(ready) });
             let ran = this.client.poll(max, |completion| {
-                let id = completion.id;
-                if let Err(e) = this.deliver(lua, &deliver, completion) {
+                if let Err(e) = this.deliver(lua, &deliver, &completion) {
                     // The Lua face's runner is protected; this is only reached on memory errors.
-                    eprintln!("sonoran: could not deliver the result of request {id}: {e}");
+                    eprintln!("sonoran: could not deliver the result of request {}: {e}", completion.id);
                 }
+                delivered.push(completion);
             });
+            this.free(delivered);
             answer(lua, Ok(ran))
         });
 
@@ -319,6 +380,10 @@ impl UserData for LuaClient {
 
         methods.add_method("close", |_, this, ()| {
             this.client.close();
+            let freer = this.freer.borrow_mut().take();
+            if let Some(f) = freer {
+                f.stop();
+            }
             Ok(())
         });
     }
@@ -329,6 +394,9 @@ impl Drop for LuaClient {
     /// threads. Callbacks cannot run here; say so when some were still waiting.
     fn drop(&mut self) {
         self.client.close();
+        if let Some(f) = self.freer.get_mut().take() {
+            f.stop();
+        }
         let waiting = self.callbacks.get_mut().values().filter(|k| k.is_some()).count();
         if waiting > 0 {
             eprintln!(
