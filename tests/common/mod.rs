@@ -94,6 +94,21 @@ pub fn thread_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The library's threads once any that were just joined are gone (a joined thread can still be
+/// listed for a moment while the kernel finishes its exit): waits up to 100 ms for the count to
+/// come down to `expected`, so a thread that really keeps running is still caught.
+pub fn library_threads_settled(expected: usize) -> usize {
+    let mut n = library_threads();
+    for _ in 0..20 {
+        if n <= expected {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        n = library_threads();
+    }
+    n
+}
+
 pub fn library_threads() -> usize {
     // /proc truncates names to 15 bytes: "sonoran-worker", "sonoran-deliver(y)".
     thread_names().iter().filter(|n| n.as_str() == "sonoran-worker" || n.starts_with("sonoran-deliver")).count()

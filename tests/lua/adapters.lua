@@ -58,7 +58,7 @@ H.test("FiveM-style example: CreateThread/Wait loop, callback and await", functi
   H.check(#H.sonoran_threads() > 0, "client running")
   TriggerEvent("onResourceStop", "sonoran-example")
   host.tick()
-  H.eq(#H.sonoran_threads(), 0, "threads after onResourceStop")
+  H.eq(#H.sonoran_threads_settled(), 0, "threads after onResourceStop")
 end)
 
 -- A Garry's Mod-like host: timers and hooks, run by Think.
@@ -97,7 +97,7 @@ H.test("Garry's Mod-style example: timer.Create poll and ShutDown hook", functio
   H.eq(done.ok, true, "result")
   H.eq(done.data.username, "OfficerJones", "username")
   hook.Run("ShutDown")
-  H.eq(#H.sonoran_threads(), 0, "threads after ShutDown")
+  H.eq(#H.sonoran_threads_settled(), 0, "threads after ShutDown")
   H.eq(next(host.timers), nil, "timer removed")
 end)
 

@@ -107,4 +107,17 @@ function H.sonoran_threads()
   return names
 end
 
+--- The library's threads once any that were just joined are gone: a joined thread can still be
+--- listed for a moment while the kernel finishes its exit. Waits 100 ms at most, so a thread
+--- that really keeps running (or exits lazily) is still caught.
+function H.sonoran_threads_settled()
+  local names = H.sonoran_threads()
+  for _ = 1, 10 do
+    if #names == 0 then break end
+    os.execute("sleep 0.01")
+    names = H.sonoran_threads()
+  end
+  return names
+end
+
 return H

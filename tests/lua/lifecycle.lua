@@ -14,7 +14,7 @@ H.test("close with 1,000 requests in flight: each callback exactly once, ok or S
   end
   H.eq(cad:pending(), 1000, "pending before close")
   cad:close()
-  H.eq(#H.sonoran_threads(), 0, "library threads after close")
+  H.eq(#H.sonoran_threads_settled(), 0, "library threads after close")
   H.raises(function() cad:request("GET_VERSION", nil) end, "the client is closed")
   H.drain(cad)
   local shutdown = 0
@@ -30,7 +30,7 @@ H.test("threads run while a client is open and stop at close", function()
   local cad = sonoran.new(H.config())
   H.check(#H.sonoran_threads() > 0, "worker threads while open")
   cad:close()
-  H.eq(#H.sonoran_threads(), 0, "threads after close")
+  H.eq(#H.sonoran_threads_settled(), 0, "threads after close")
 end)
 
 H.test("__gc of an unclosed client stops its threads", function()
@@ -41,7 +41,7 @@ H.test("__gc of an unclosed client stops its threads", function()
   end
   collectgarbage()
   collectgarbage()
-  H.eq(#H.sonoran_threads(), 0, "threads after collectgarbage()")
+  H.eq(#H.sonoran_threads_settled(), 0, "threads after collectgarbage()")
 end)
 
 H.test("__gc with callbacks still waiting reports them instead of losing them silently", function()
@@ -51,7 +51,7 @@ H.test("__gc with callbacks still waiting reports them instead of losing them si
   end
   collectgarbage()
   collectgarbage()
-  H.eq(#H.sonoran_threads(), 0, "threads after collectgarbage()")
+  H.eq(#H.sonoran_threads_settled(), 0, "threads after collectgarbage()")
 end)
 
 if _VERSION == "Lua 5.4" then
@@ -63,7 +63,7 @@ if _VERSION == "Lua 5.4" then
       return cad
     ]]))
     local cad = chunk(sonoran, H.config("_SLOW"))
-    H.eq(#H.sonoran_threads(), 0, "threads after leaving the scope")
+    H.eq(#H.sonoran_threads_settled(), 0, "threads after leaving the scope")
     H.drain(cad)
   end)
 end

@@ -65,7 +65,7 @@ H.test("two states each get only their own results; closing one stops its thread
   local after = #H.sonoran_threads()
   H.check(after < before, ("threads %d -> %d after closing the second state"):format(before, after))
   cad:close()
-  H.eq(#H.sonoran_threads(), 0, "threads after closing both")
+  H.eq(#H.sonoran_threads_settled(), 0, "threads after closing both")
 end)
 
 H.finish()
