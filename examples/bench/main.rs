@@ -381,7 +381,7 @@ fn scenario_budget(b: &mut Bench) -> Result<(), String> {
         if secs == 60 { "" } else { ", per minute = OK × 60 / window" },
     );
     println!(
-        "| client | offered | OK in window | OK per minute | lost (error or dropped) | API calls | 429s received |"
+        "| client | offered | OK in window | OK per minute | failed (an error code) or dropped (no callback) | API calls | 429s received |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for r in &results {
