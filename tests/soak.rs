@@ -168,7 +168,15 @@ fn soak_every_type_under_every_fault() {
     assert!(stats.api_calls >= received, "client calls vs emulator arrivals");
     assert!(stats.api_calls - received <= count("TIMEOUT"), "calls that never arrived");
     assert_eq!(emu.log().len() as u64, received);
-    assert_eq!(stats.rate_limited_429, counts.rate_limited);
+    // Each 429 the emulator answered reached the client, unless the client gave up on that call
+    // first (its request's deadline passed while the answer was on its way).
+    assert!(
+        stats.rate_limited_429 <= counts.rate_limited,
+        "{} 429s seen, {} sent",
+        stats.rate_limited_429,
+        counts.rate_limited
+    );
+    assert!(counts.rate_limited - stats.rate_limited_429 <= count("TIMEOUT"), "429s that never arrived");
     assert_eq!(counts.malformed, 0, "no malformed request reached the API");
     assert!(counts.rate_limited > 0 && counts.faulted > 0 && counts.hung > 0 && counts.dropped > 0, "{counts:?}");
 
