@@ -225,16 +225,16 @@ impl Client {
                 move |inner| async move { inner.execute(&path, &call).await },
             );
         }
-        // While it waits, a request holds its encoded body, not the parsed JSON it came from.
-        self.inner.remember_sessions(&call.data);
+        // While it waits, a request holds its encoded body (and its session ids, remembered for
+        // redaction on a worker, not on the caller's thread), not the parsed JSON it came from.
+        let sessions: Vec<String> = session_ids(&call.data).map(str::to_string).collect();
         let class = policy::retry_class(&call.request_type, &call.data);
         drop(call);
         let ty = request_type.clone();
-        self.submit_op(
-            request_type,
-            handler,
-            move |inner| async move { inner.send_encoded(&path, &ty, &body, class).await },
-        )
+        self.submit_op(request_type, handler, move |inner| async move {
+            inner.remember_sessions(sessions.iter().map(String::as_str));
+            inner.send_encoded(&path, &ty, &body, class).await
+        })
     }
 
     /// Queue any operation that produces one outcome (a single call, or a flow of several).
@@ -412,13 +412,18 @@ impl Drop for Client {
     }
 }
 
-/// Run one ready result's callback; a result without a handler goes to `fallback`.
 /// The request being run by this task (its id and deadline), or, outside a request's task, a
 /// deadline one timeout from now.
 fn current_ctx(timeout: Duration) -> RequestCtx {
     CTX.try_with(|c| *c).unwrap_or(RequestCtx { id: 0, deadline: Instant::now() + timeout })
 }
 
+/// The session ids a call's elements carry (`sessionId`).
+fn session_ids(data: &[Value]) -> impl Iterator<Item = &str> {
+    data.iter().filter_map(|v| v.get("sessionId").and_then(Value::as_str))
+}
+
+/// Run one ready result's callback; a result without a handler goes to `fallback`.
 fn run_ready(ready: Ready, mut fallback: impl FnMut(Completion)) {
     let _ = catch_unwind(AssertUnwindSafe(move || match ready {
         Ready::Result(completion, Some(h)) => h(completion),
@@ -482,9 +487,9 @@ impl Inner {
     }
 
     /// Remember the session ids a call carries, so that no text quotes them.
-    fn remember_sessions(&self, data: &[Value]) {
-        let ids: Vec<&str> = data.iter().filter_map(|v| v.get("sessionId").and_then(Value::as_str)).collect();
-        if ids.is_empty() {
+    fn remember_sessions<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut ids = ids.into_iter().peekable();
+        if ids.peek().is_none() {
             return;
         }
         let mut sessions = lock(&self.sessions);
@@ -542,7 +547,7 @@ impl Inner {
     /// through here.
     pub(crate) async fn execute(&self, path: &str, call: &Call) -> Outcome {
         let ctx = current_ctx(self.config.timeout);
-        self.remember_sessions(&call.data);
+        self.remember_sessions(session_ids(&call.data));
         if let Check::Stopped { stop, every_type } = self.breaker.check(&call.request_type) {
             return Err(policy::disabled_failure(&call.request_type, &stop, every_type));
         }
@@ -554,8 +559,8 @@ impl Inner {
         self.paced(path, &call.request_type, &body, class, ctx, 1).await
     }
 
-    /// A single call whose body was encoded when it was submitted (its sessions remembered and
-    /// its retry class taken then too): the stop check, then the limiter queue and retries.
+    /// A single call whose body was encoded when it was submitted (its retry class taken then
+    /// too): the stop check, then the limiter queue and retries.
     async fn send_encoded(&self, path: &str, ty: &Arc<str>, body: &[u8], class: RetryClass) -> Outcome {
         let ctx = current_ctx(self.config.timeout);
         if let Check::Stopped { stop, every_type } = self.breaker.check(ty) {
@@ -897,8 +902,8 @@ mod tests {
     #[test]
     fn redaction_removes_session_ids_seen_in_requests() {
         let client = Client::new(Config::new("c", "s3cr3t-key")).unwrap();
-        client.inner.remember_sessions(&[json!({"username": "u", "sessionId": "75afeea-a869-4dea-b2"})]);
-        client.inner.remember_sessions(&[json!({"username": "u", "sessionId": "ab"})]);
+        client.inner.remember_sessions(session_ids(&[json!({"username": "u", "sessionId": "75afeea-a869-4dea-b2"})]));
+        client.inner.remember_sessions(session_ids(&[json!({"username": "u", "sessionId": "ab"})]));
         let text = client.inner.redact("echo 75afeea-a869-4dea-b2 with s3cr3t-key, ab stays");
         assert_eq!(text, "echo [redacted] with [redacted], ab stays");
     }

@@ -128,8 +128,7 @@ impl CCallback {
 
     fn call(self, completion: Completion) {
         let json = CString::new(completion.to_json()).unwrap_or_default();
-        // SAFETY: the host promised a valid function pointer when it submitted the request.
-        unsafe { (self.cb)(self.user_data, completion.id, json.as_ptr()) }
+        self.call_rendered(completion.id, &json)
     }
 }
 
