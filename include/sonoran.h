@@ -7,8 +7,12 @@
  *     result. A refused request (id 0) never calls back; sonoran_last_error() says why.
  *   - "delivery": "poll" (default): callbacks run inside sonoran_poll(), on the calling thread.
  *     "delivery": "thread": callbacks run on the library's delivery thread, one at a time.
- *   - sonoran_client_free() completes every pending request (SHUTDOWN) and runs every remaining
- *     callback on the calling thread before it returns; no library thread is left running.
+ *   - sonoran_client_free() completes every pending request (SHUTDOWN) and, before it returns,
+ *     runs every remaining callback (poll delivery: on the calling thread; thread delivery: on
+ *     the delivery thread, which it joins); no library thread is left running. Called from
+ *     inside one of the client's own callbacks, the free is deferred until that callback
+ *     returns (see sonoran_client_free).
+ *   - sonoran_poll() called from inside one of the client's callbacks runs nothing (returns 0).
  *
  * Result JSON (result_json), one shape for every request:
  *   {"id":7,"type":"GET_ACCOUNT","ok":true,"status":200,"data":{...}}
@@ -26,7 +30,7 @@
  *   INVALID_ENDPOINT      200 "Backend Service Reached": no endpoint at that path
  *   RATE_LIMITED          429; retry_after_ms when the server sent Retry-After
  *   SERVER_ERROR          5xx
- *   HTTP_ERROR            any other non-success status
+ *   HTTP_ERROR            any other non-success status, a 3xx included (redirects are never followed)
  *   BAD_RESPONSE          an answer that could not be read (not UTF-8, bad JSON, too large)
  *   TIMEOUT               no complete answer within timeout_ms
  *   NETWORK               connect / send / receive failed; the message has the cause
@@ -36,6 +40,7 @@
  *   API_DISABLED          not sent: sending stopped after INVALID_API_KEY / INVALID_COMMUNITY_ID (every type) or
  *                         API_NOT_ENABLED (that type) until disable_cooldown_ms passes or sonoran_resume();
  *                         "disabled_by" (beside "error") names the original code
+ *   INTERNAL              the library caught a panic (a bug) while running the request
  *
  * Pacing and retries
  *   Requests wait in a queue for the client-side rate limit (rate_limits; default 1 request/s
@@ -108,8 +113,16 @@ sonoran_client *sonoran_client_new(const char *config_json);
 
 /*
  Free a client. NULL is a no-op. Stops accepting requests, completes every pending request
- (`SHUTDOWN`), runs every remaining callback on this thread, and joins the library's threads
- before it returns. Must not be called from inside one of this client's callbacks.
+ (`SHUTDOWN`), runs the remaining callbacks (`"poll"` delivery: on this thread;
+ `"thread"` delivery: on the delivery thread, which it joins), and joins the library's
+ threads before it returns.
+
+ Called from inside one of this client's own callbacks, the free is deferred: the client is
+ closed at once (new requests are refused, pending ones complete `SHUTDOWN`), and freed when
+ the callback returns: at the end of the `sonoran_poll` that ran it (`"poll"` delivery), or
+ on the delivery thread right after the callback (`"thread"` delivery; the remaining
+ callbacks then run on that thread before it exits). A second free of the same client from a
+ callback is ignored.
  */
 void sonoran_client_free(sonoran_client *client);
 
@@ -157,7 +170,10 @@ uint64_t sonoran_request(sonoran_client *c, const char *request_type, const char
 
 /*
  Run up to `max` ready callbacks on this thread (0 = all ready now); returns how many ran.
- Never waits for a result. With `"delivery": "thread"` there is nothing to poll.
+ Never waits for a result. With `"delivery": "thread"` there is nothing to poll. Called from
+ inside one of this client's callbacks it runs nothing and returns 0 (the outer
+ `sonoran_poll` goes on delivering), so the stack never grows with the number of results.
+ When a callback freed the client, the free runs as this call returns: `c` is then invalid.
  */
 uint32_t sonoran_poll(sonoran_client *c, uint32_t max);
 

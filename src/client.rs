@@ -4,18 +4,21 @@
 //! Exactly once: an accepted request is an entry in `pending`. Whoever removes the entry (the
 //! request's own task, `cancel`, or `close`) delivers its one result; nobody else can.
 
-use crate::config::{Config, Delivery, MAX_RETRY_BACKOFF};
+use crate::config::{Config, Delivery, MAX_RETRY_BACKOFF, MAX_SERVER_WAIT};
 use crate::error::Refusal;
 use crate::events::{Events, Level, LogHook};
 use crate::linking::LinkCache;
 use crate::policy::{self, Breaker, Check, RetryClass};
 use crate::ratelimit::Limiter;
+use crate::redact::Redactor;
 use crate::request::Call;
 use crate::response::{Completion, ErrorCode, Failure, Outcome};
 use crate::stats::{Gauge, Stats};
 use crate::transport::Transport;
 use crate::wire;
+use futures_util::FutureExt;
 use serde_json::{json, Value};
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -77,9 +80,6 @@ struct Batch {
     tx: watch::Sender<Option<Outcome>>,
 }
 
-/// Session ids remembered for redaction.
-const MAX_SESSIONS: usize = 1024;
-
 struct Pending {
     accepting: bool,
     entries: HashMap<u64, Entry>,
@@ -109,8 +109,9 @@ pub(crate) struct Inner {
     breaker: Breaker,
     stats: Stats,
     events: Events,
-    /// Session ids seen in requests (redacted from every text that leaves the library).
-    sessions: Mutex<VecDeque<String>>,
+    /// Removes the API key and the session ids seen in requests from every text that leaves
+    /// the library.
+    redactor: Redactor,
     batches: Mutex<HashMap<Arc<str>, Arc<Mutex<Batch>>>>,
     me: Weak<Inner>,
 }
@@ -169,7 +170,7 @@ impl Client {
             breaker: Breaker::default(),
             stats: Stats::new(),
             events: Events::default(),
-            sessions: Mutex::new(VecDeque::new()),
+            redactor: Redactor::new(config.api_key.expose()),
             batches: Mutex::new(HashMap::new()),
             me: me.clone(),
             config,
@@ -285,15 +286,24 @@ impl Client {
         // Spawned under the lock: the entry is in `pending` (with the task's abort handle) before
         // the task can complete, be cancelled or be closed.
         let task = self.handle.spawn(async move {
-            let outcome = match tokio::time::timeout(timeout, CTX.scope(ctx, fut)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(Failure::new(
+            // A panic inside the request's work completes it INTERNAL (Rust's panic hook has
+            // already written the panic's message to stderr); it is never lost.
+            let run = AssertUnwindSafe(tokio::time::timeout(timeout, CTX.scope(ctx, fut))).catch_unwind();
+            let outcome = match run.await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(_)) => Err(Failure::new(
                     0,
                     ErrorCode::Timeout,
                     format!(
                         "no complete answer within {} ms (timeout_ms); the request may or may not have reached the API",
                         timeout.as_millis()
                     ),
+                )),
+                Err(_) => Err(Failure::new(
+                    0,
+                    ErrorCode::Internal,
+                    "internal error: the library caught a panic while running this request; it may or may not \
+                     have reached the API (please report it, with the panic message printed on stderr)",
                 )),
             };
             task_inner.complete(id, outcome);
@@ -305,8 +315,25 @@ impl Client {
     /// Run up to `max` ready callbacks on this thread (0 = all that are ready now). A ready
     /// result with no handler of its own goes to `fallback`. Returns how many ran. Never blocks
     /// waiting for results.
+    ///
+    /// Re-entrant calls run nothing: a `poll` of this client made from inside one of its
+    /// callbacks (on the same thread) returns 0 at once, and the outer `poll` goes on
+    /// delivering. So a callback that polls cannot make the stack grow with the number of
+    /// ready results.
     pub fn poll(&self, max: usize, mut fallback: impl FnMut(Completion)) -> usize {
+        self.poll_with(max, |c| {
+            fallback(c);
+            Ok(())
+        })
+    }
+
+    /// Like [`Client::poll`], for a host whose own delivery of a result may fail (the Lua
+    /// module, when the Lua stack is exhausted): a `fallback` that gives the completion back
+    /// (`Err`) leaves it ready, first in line for the next poll, and ends this poll. Returns how
+    /// many results were delivered.
+    pub fn poll_with(&self, max: usize, mut fallback: impl FnMut(Completion) -> Result<(), Completion>) -> usize {
         let inner = &self.inner;
+        let Some(_polling) = PollGuard::enter(inner) else { return 0 };
         let limit = if max == 0 { inner.ready_len.load(Ordering::Acquire) } else { max };
         let mut ran = 0;
         while ran < limit {
@@ -315,7 +342,17 @@ impl Client {
             }
             let Some(ready) = lock(&inner.ready).pop_front() else { break };
             inner.ready_len.fetch_sub(1, Ordering::AcqRel);
-            run_ready(ready, &mut fallback);
+            let mut returned = None;
+            run_ready(ready, |c| {
+                if let Err(c) = fallback(c) {
+                    returned = Some(c);
+                }
+            });
+            if let Some(c) = returned {
+                lock(&inner.ready).push_front(Ready::Result(c, None));
+                inner.ready_len.fetch_add(1, Ordering::AcqRel);
+                break;
+            }
             inner.outstanding.fetch_sub(1, Ordering::AcqRel);
             ran += 1;
         }
@@ -412,6 +449,35 @@ impl Drop for Client {
     }
 }
 
+thread_local! {
+    /// The clients whose `poll` is running on this thread.
+    static POLLING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks a client as polled on this thread for as long as it lives (a panic included).
+struct PollGuard(usize);
+
+impl PollGuard {
+    /// `None` when this thread is already inside a `poll` of this client.
+    fn enter(inner: &Arc<Inner>) -> Option<PollGuard> {
+        let me = Arc::as_ptr(inner) as usize;
+        POLLING.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.contains(&me) {
+                return None;
+            }
+            p.push(me);
+            Some(PollGuard(me))
+        })
+    }
+}
+
+impl Drop for PollGuard {
+    fn drop(&mut self) {
+        let _ = POLLING.try_with(|p| p.borrow_mut().retain(|x| *x != self.0));
+    }
+}
+
 /// The request being run by this task (its id and deadline), or, outside a request's task, a
 /// deadline one timeout from now.
 fn current_ctx(timeout: Duration) -> RequestCtx {
@@ -443,7 +509,7 @@ impl Inner {
 
     fn deliver(&self, id: u64, entry: Entry, outcome: Outcome) {
         let outcome = outcome.map_err(|mut f| {
-            f.message = self.redact(&f.message);
+            f.message = self.redactor.scrub(&f.message);
             f
         });
         self.stats.completed(outcome.as_ref().err().map(|f| f.code), entry.accepted.elapsed());
@@ -469,45 +535,15 @@ impl Inner {
         self.ready_len.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Remove the API key and every session id seen in a request from any text that leaves
-    /// the library.
-    pub(crate) fn redact(&self, text: &str) -> String {
-        let mut out = std::borrow::Cow::Borrowed(text);
-        let key = self.config.api_key.expose();
-        if !key.is_empty() && out.contains(key) {
-            out = out.replace(key, "[redacted]").into();
-        }
-        let sessions = lock(&self.sessions);
-        for s in sessions.iter() {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "[redacted]").into();
-            }
-        }
-        out.into_owned()
-    }
-
     /// Remember the session ids a call carries, so that no text quotes them.
     fn remember_sessions<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
-        let mut ids = ids.into_iter().peekable();
-        if ids.peek().is_none() {
-            return;
-        }
-        let mut sessions = lock(&self.sessions);
-        for id in ids {
-            // Very short values would redact ordinary words; they are not real session ids.
-            if id.len() >= 4 && !sessions.iter().any(|s| s == id) {
-                if sessions.len() >= MAX_SESSIONS {
-                    sessions.pop_front();
-                }
-                sessions.push_back(id.to_string());
-            }
-        }
+        self.redactor.remember(ids);
     }
 
     /// Send a log line to the hook, redacted (built only when a hook is installed).
     fn log(&self, level: Level, message: impl FnOnce() -> String) {
         if self.events.enabled() {
-            self.events.emit(level, &self.redact(&message()));
+            self.events.emit(level, &self.redactor.redact(&message()));
         }
     }
 
@@ -642,10 +678,10 @@ impl Inner {
                 self.stats.api_calls.fetch_add(1, Ordering::Relaxed);
                 // Boxed: the HTTP future is most of a request's state, and a request spends most
                 // of its life waiting for its turn; it is allocated only while on the wire.
-                Box::pin(self.send_once(path, body.to_vec())).await
+                Box::pin(self.send_once(ty, path, body.to_vec())).await
             };
             self.stats.http_latency.record(sent_at.elapsed());
-            let f = match result {
+            let mut f = match result {
                 Ok(s) => return Ok(s),
                 Err(f) => f,
             };
@@ -674,6 +710,10 @@ impl Inner {
                 }
                 ErrorCode::RateLimited => {
                     self.stats.rate_limited_429.fetch_add(1, Ordering::Relaxed);
+                    let asked = f.retry_after_ms;
+                    let cap = MAX_SERVER_WAIT.as_millis() as u64;
+                    f.retry_after_ms = asked.map(|ms| ms.min(cap));
+                    let capped = asked.is_some_and(|ms| ms > cap);
                     let pause = f.retry_after_ms.map(Duration::from_millis).unwrap_or(self.config.rate_limit_pause);
                     let until = Instant::now() + pause;
                     self.limiter.pause(ty, until);
@@ -682,10 +722,14 @@ impl Inner {
                         format!(
                             "{ty} paused for {} ms by a 429 ({}) answering {}; {}",
                             pause.as_millis(),
-                            if f.retry_after_ms.is_some() {
-                                "Retry-After"
-                            } else {
-                                "no Retry-After: rate_limit_pause_ms"
+                            match asked {
+                                Some(ms) if capped => format!(
+                                    "the server's Retry-After of {} s, capped to the library's maximum of {} s",
+                                    ms / 1000,
+                                    cap / 1000
+                                ),
+                                Some(_) => "Retry-After".to_string(),
+                                None => "no Retry-After: rate_limit_pause_ms".to_string(),
                             },
                             who(),
                             if retry {
@@ -735,10 +779,17 @@ impl Inner {
         }
     }
 
-    /// One HTTP call and the classification of its answer; no policy.
-    async fn send_once(&self, path: &str, body: Vec<u8>) -> Outcome {
-        let raw = self.transport.post(path, body).await?;
-        wire::classify(raw)
+    /// One HTTP call and the classification of its answer; no policy. A failure's message is
+    /// redacted, then clipped, before anything else sees it.
+    async fn send_once(&self, ty: &str, path: &str, body: Vec<u8>) -> Outcome {
+        let answer = match self.transport.post(path, body).await {
+            Ok(raw) => wire::classify(ty, raw),
+            Err(f) => Err(f),
+        };
+        answer.map_err(|mut f| {
+            f.message = self.redactor.scrub(&f.message);
+            f
+        })
     }
 
     /// Join (or open) the type's coalescing batch and wait for the shared call's outcome.
@@ -892,19 +943,66 @@ impl ClientStats {
 mod tests {
     use super::*;
 
-    #[test]
-    fn redaction_removes_the_key_from_any_text() {
-        let client = Client::new(Config::new("c", "s3cr3t-key")).unwrap();
-        let text = client.inner.redact("server said: bad key s3cr3t-key (s3cr3t-key)");
-        assert_eq!(text, "server said: bad key [redacted] ([redacted])");
-    }
+    const KEY: &str = "s3cr3t-key-0123456789";
 
     #[test]
     fn redaction_removes_session_ids_seen_in_requests() {
-        let client = Client::new(Config::new("c", "s3cr3t-key")).unwrap();
+        let client = Client::new(Config::new("c", KEY)).unwrap();
         client.inner.remember_sessions(session_ids(&[json!({"username": "u", "sessionId": "75afeea-a869-4dea-b2"})]));
         client.inner.remember_sessions(session_ids(&[json!({"username": "u", "sessionId": "ab"})]));
-        let text = client.inner.redact("echo 75afeea-a869-4dea-b2 with s3cr3t-key, ab stays");
+        let text = client.inner.redactor.redact(&format!("echo 75afeea-a869-4dea-b2 with {KEY}, ab stays"));
         assert_eq!(text, "echo [redacted] with [redacted], ab stays");
+    }
+
+    #[test]
+    fn a_request_whose_work_panics_completes_internal_exactly_once() {
+        let client = Client::new(Config::new("c", KEY)).unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        let handler: Handler = Box::new(move |c: Completion| g.lock().unwrap().push(c));
+        let id = client
+            .submit_with(Arc::from("PANICS"), Some(handler), |_inner| async move {
+                if std::hint::black_box(true) {
+                    panic!("a bug inside a request's work");
+                }
+                Ok(crate::response::Success { status: 200, data: Value::Null })
+            })
+            .unwrap();
+        assert_eq!(client.pending(), 1);
+        let start = std::time::Instant::now();
+        while got.lock().unwrap().is_empty() {
+            client.poll(0, |_| {});
+            assert!(start.elapsed() < Duration::from_secs(10), "the panicked request never completed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].id, got[0].code()), (id, Some(ErrorCode::Internal)));
+        assert_eq!(client.pending(), 0);
+        assert_eq!(client.stats().completed["INTERNAL"], json!(1));
+    }
+
+    #[test]
+    fn a_poll_inside_a_callback_runs_nothing() {
+        let client = Arc::new(Client::new(Config::new("c", KEY)).unwrap());
+        let nested = Arc::new(Mutex::new(Vec::new()));
+        for _ in 0..3 {
+            let (c, n) = (client.clone(), nested.clone());
+            let handler: Handler = Box::new(move |_| n.lock().unwrap().push(c.poll(0, |_| {})));
+            client
+                .submit_with(Arc::from("NOOP"), Some(handler), |_| async {
+                    Err(Failure::new(0, ErrorCode::Cancelled, "x"))
+                })
+                .unwrap();
+        }
+        let start = std::time::Instant::now();
+        let mut ran = 0;
+        while ran < 3 {
+            ran += client.poll(0, |_| {});
+            assert!(start.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(*nested.lock().unwrap(), vec![0, 0, 0]);
+        assert_eq!(client.pending(), 0);
     }
 }

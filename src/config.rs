@@ -36,6 +36,15 @@ pub const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(5);
 pub const DEFAULT_DISABLE_COOLDOWN: Duration = Duration::from_secs(600);
 /// Default `rate_limit_margin_ms`: the network jitter the limiter leaves room for.
 pub const DEFAULT_RATE_LIMIT_MARGIN: Duration = Duration::from_millis(250);
+/// Longest wait a server may impose with `Retry-After` (or a date in it): one hour, the same
+/// cap as `rate_limit_pause_ms`. A longer value is capped, and the log line says so.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(3600);
+/// Default `max_connections`: HTTP connections the client opens to the API at most. Requests
+/// beyond it wait for a free connection (within their deadline) instead of opening more.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 32;
+/// Shortest API key accepted. A value that short cannot be a community's key, and removing it
+/// from every text that leaves the library would mangle ordinary words.
+pub const MIN_API_KEY_CHARS: usize = 16;
 
 /// Where completions are delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +148,11 @@ pub struct Config {
     pub coalesce: HashMap<String, Duration>,
     /// Largest request body accepted at submit (`max_request_bytes`).
     pub max_request_bytes: usize,
+    /// Most HTTP connections open to the API at once (`max_connections`).
+    pub max_connections: usize,
+    /// An HTTP proxy for every request (`proxy`), or none. Environment proxies (`HTTP_PROXY`,
+    /// `ALL_PROXY`, ...) are never used: only this setting sends requests through a proxy.
+    pub proxy: Option<String>,
 }
 
 /// The client-side token buckets. A request waits (in arrival order) until its type's bucket,
@@ -192,6 +206,8 @@ impl Config {
             disable_cooldown: DEFAULT_DISABLE_COOLDOWN,
             coalesce: HashMap::new(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            proxy: None,
         }
     }
 
@@ -235,6 +251,8 @@ impl Config {
             "disable_cooldown_ms",
             "coalesce",
             "max_request_bytes",
+            "max_connections",
+            "proxy",
         ];
         if let Some(unknown) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
             return Err(Refusal::new(format!(
@@ -323,6 +341,14 @@ impl Config {
         if let Some(n) = optional_u64(obj, "max_request_bytes", 1024, 64 << 20)? {
             cfg.max_request_bytes = n as usize;
         }
+        if let Some(n) = optional_u64(obj, "max_connections", 1, 1024)? {
+            cfg.max_connections = n as usize;
+        }
+        match obj.get("proxy") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(url)) => cfg.proxy = Some(url.trim().trim_end_matches('/').to_string()),
+            Some(_) => return Err(Refusal::field("config.proxy", "expected a proxy URL string, or null for none")),
+        }
         if let Some(v) = obj.get("coalesce") {
             let m = v
                 .as_object()
@@ -344,7 +370,20 @@ impl Config {
     pub fn validate(&self) -> Result<(), Refusal> {
         check_header_value("config.community_id", &self.community_id)?;
         check_header_value("config.api_key", self.api_key.expose())?;
-        check_base_url(&self.base_url, self.allow_insecure_http)?;
+        let key_chars = self.api_key.expose().chars().count();
+        if key_chars < MIN_API_KEY_CHARS {
+            return Err(Refusal::field(
+                "config.api_key",
+                format!(
+                    "is {key_chars} characters long: an API key has at least {MIN_API_KEY_CHARS} (copy the whole key \
+                     from the CAD's admin panel)"
+                ),
+            ));
+        }
+        check_url("config.api_url", &self.base_url, self.allow_insecure_http)?;
+        if let Some(proxy) = &self.proxy {
+            check_url("config.proxy", proxy, self.allow_insecure_http)?;
+        }
         if self.timeout.is_zero() {
             return Err(Refusal::field("config.timeout_ms", "must be at least 1"));
         }
@@ -359,6 +398,9 @@ impl Config {
         }
         if self.max_request_bytes < 1024 {
             return Err(Refusal::field("config.max_request_bytes", "must be at least 1024"));
+        }
+        if self.max_connections == 0 || self.max_connections > 1024 {
+            return Err(Refusal::field("config.max_connections", "expected an integer from 1 to 1024"));
         }
         if let Some(r) = &self.rate_limits.global {
             r.check("config.rate_limits.global")?;
@@ -500,19 +542,23 @@ pub fn check_type_name(field: &str, name: &str) -> Result<(), Refusal> {
     }
 }
 
-fn check_base_url(url: &str, allow_insecure_http: bool) -> Result<(), Refusal> {
+/// The API's URL or the proxy's: https, or plain http to a loopback address only (unless
+/// `allow_insecure_http`), without credentials, query or fragment.
+fn check_url(field: &str, url: &str, allow_insecure_http: bool) -> Result<(), Refusal> {
     let parsed = reqwest::Url::parse(url).map_err(|e| {
-        Refusal::field(
-            "config.api_url",
-            format!("not a valid URL ({e}); use \"production\", \"development\" or http(s)://host[:port]"),
-        )
+        let hint = if field == "config.api_url" {
+            "use \"production\", \"development\" or http(s)://host[:port]"
+        } else {
+            "use http(s)://host:port"
+        };
+        Refusal::field(field, format!("not a valid URL ({e}); {hint}"))
     })?;
     if parsed.query().is_some()
         || parsed.fragment().is_some()
         || !parsed.username().is_empty()
         || parsed.password().is_some()
     {
-        return Err(Refusal::field("config.api_url", "must not carry credentials, a query or a fragment"));
+        return Err(Refusal::field(field, "must not carry credentials, a query or a fragment"));
     }
     match parsed.scheme() {
         "https" => {}
@@ -525,7 +571,7 @@ fn check_base_url(url: &str, allow_insecure_http: bool) -> Result<(), Refusal> {
             };
             if !loopback && !allow_insecure_http {
                 return Err(Refusal::field(
-                    "config.api_url",
+                    field,
                     "plain http:// is only accepted for loopback addresses (127.0.0.0/8, ::1, localhost); \
                      use https:// or set allow_insecure_http = true",
                 ));
@@ -533,13 +579,13 @@ fn check_base_url(url: &str, allow_insecure_http: bool) -> Result<(), Refusal> {
         }
         other => {
             return Err(Refusal::field(
-                "config.api_url",
-                format!("unsupported scheme '{other}': expected https:// or http://"),
+                field,
+                format!("unsupported scheme '{}': expected https:// or http://", printable(other)),
             ))
         }
     }
     if parsed.host().is_none() {
-        return Err(Refusal::field("config.api_url", "has no host"));
+        return Err(Refusal::field(field, "has no host"));
     }
     Ok(())
 }

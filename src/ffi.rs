@@ -20,12 +20,81 @@ use serde_json::Value;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// An opaque Sonoran CAD client. Create with `sonoran_client_new`, free with
 /// `sonoran_client_free`. All functions taking a client may be called from any thread.
 #[allow(non_camel_case_types)]
 pub struct sonoran_client {
     client: Client,
+    life: Arc<Life>,
+}
+
+/// Whether a client is live, asked to be freed from inside its own callback, or being freed.
+/// Shared with every callback of the client, which may outlive the handle (a deferred free
+/// runs while later callbacks still wait on the delivery thread).
+struct Life {
+    state: AtomicU8,
+    /// The handle's address, for the deferred free.
+    handle: AtomicUsize,
+}
+
+const LIVE: u8 = 0;
+const FREE_DEFERRED: u8 = 1;
+const FREEING: u8 = 2;
+
+thread_local! {
+    /// The clients (their `Life`) whose callback is running on this thread, innermost last.
+    static IN_CALLBACK: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+fn life_id(life: &Arc<Life>) -> usize {
+    Arc::as_ptr(life) as usize
+}
+
+fn in_callback_of(life: &Arc<Life>) -> bool {
+    let me = life_id(life);
+    IN_CALLBACK.try_with(|v| v.borrow().contains(&me)).unwrap_or(false)
+}
+
+/// Marks a callback of a client as running on this thread for as long as it lives.
+struct CallbackFrame(usize);
+
+impl CallbackFrame {
+    fn enter(life: &Arc<Life>) -> CallbackFrame {
+        let me = life_id(life);
+        let _ = IN_CALLBACK.try_with(|v| v.borrow_mut().push(me));
+        CallbackFrame(me)
+    }
+}
+
+impl Drop for CallbackFrame {
+    fn drop(&mut self) {
+        let _ = IN_CALLBACK.try_with(|v| {
+            let mut v = v.borrow_mut();
+            if let Some(i) = v.iter().rposition(|x| *x == self.0) {
+                v.remove(i);
+            }
+        });
+    }
+}
+
+/// Run a free that was asked for inside a callback, once no callback of the client runs on
+/// this thread any more. Returns whether it ran.
+///
+/// # Safety
+/// `life.handle` is a live handle while the state is `FREE_DEFERRED`: only this function and
+/// `sonoran_client_free` leave that state, each by winning the exchange to `FREEING`.
+unsafe fn run_deferred_free(life: &Arc<Life>) -> bool {
+    if in_callback_of(life)
+        || life.state.compare_exchange(FREE_DEFERRED, FREEING, Ordering::AcqRel, Ordering::Acquire).is_err()
+    {
+        return false;
+    }
+    let handle = life.handle.load(Ordering::Acquire) as *mut sonoran_client;
+    drop(Box::from_raw(handle));
+    true
 }
 
 /// Called exactly once per accepted request. `result_json` is UTF-8 JSON, valid only until the
@@ -108,12 +177,19 @@ unsafe fn arg_json(name: &str, p: *const c_char) -> Result<Value, Refusal> {
 }
 
 unsafe fn arg_client<'a>(c: *const sonoran_client) -> Result<&'a Client, Refusal> {
-    c.as_ref().map(|c| &c.client).ok_or_else(|| Refusal::field("client", "is NULL"))
+    arg_handle(c).map(|h| &h.client)
+}
+
+unsafe fn arg_handle<'a>(c: *const sonoran_client) -> Result<&'a sonoran_client, Refusal> {
+    c.as_ref().ok_or_else(|| Refusal::field("client", "is NULL"))
 }
 
 struct CCallback {
     cb: unsafe extern "C" fn(*mut c_void, u64, *const c_char),
     user_data: *mut c_void,
+    life: Arc<Life>,
+    /// `"delivery": "thread"`: a free asked for inside the callback runs when it returns.
+    thread_delivery: bool,
 }
 
 // SAFETY: the host hands us `user_data` to be given back to its callback; the threading
@@ -122,8 +198,15 @@ unsafe impl Send for CCallback {}
 
 impl CCallback {
     fn call_rendered(self, id: u64, json: &CStr) {
-        // SAFETY: the host promised a valid function pointer when it submitted the request.
-        unsafe { (self.cb)(self.user_data, id, json.as_ptr()) }
+        {
+            let _frame = CallbackFrame::enter(&self.life);
+            // SAFETY: the host promised a valid function pointer when it submitted the request.
+            unsafe { (self.cb)(self.user_data, id, json.as_ptr()) }
+        }
+        if self.thread_delivery {
+            // SAFETY: see run_deferred_free; on the delivery thread nothing else holds the handle.
+            unsafe { run_deferred_free(&self.life) };
+        }
     }
 
     fn call(self, completion: Completion) {
@@ -134,9 +217,13 @@ impl CCallback {
 
 /// The callback in two parts: the result's JSON is rendered (and the parsed result freed) where
 /// the request completes, so the thread running callbacks only hands over the text.
-fn c_prepare(cb: sonoran_callback, user_data: *mut c_void) -> Option<Prepare> {
-    cb.map(|cb| {
-        let cc = CCallback { cb, user_data };
+fn c_callback(h: &sonoran_client, cb: sonoran_callback, user_data: *mut c_void) -> Option<CCallback> {
+    let thread_delivery = h.client.config().delivery == crate::config::Delivery::Thread;
+    cb.map(|cb| CCallback { cb, user_data, life: h.life.clone(), thread_delivery })
+}
+
+fn c_prepare(h: &sonoran_client, cb: sonoran_callback, user_data: *mut c_void) -> Option<Prepare> {
+    c_callback(h, cb, user_data).map(|cc| {
         Box::new(move |c: Completion| {
             let id = c.id;
             let json = CString::new(c.to_json()).unwrap_or_default();
@@ -147,11 +234,8 @@ fn c_prepare(cb: sonoran_callback, user_data: *mut c_void) -> Option<Prepare> {
     })
 }
 
-fn c_handler(cb: sonoran_callback, user_data: *mut c_void) -> Option<Handler> {
-    cb.map(|cb| {
-        let cc = CCallback { cb, user_data };
-        Box::new(move |c: Completion| cc.call(c)) as Handler
-    })
+fn c_handler(h: &sonoran_client, cb: sonoran_callback, user_data: *mut c_void) -> Option<Handler> {
+    c_callback(h, cb, user_data).map(|cc| Box::new(move |c: Completion| cc.call(c)) as Handler)
 }
 
 unsafe fn submit(
@@ -162,14 +246,17 @@ unsafe fn submit(
     build: impl FnOnce(Value) -> Result<Call, Refusal>,
 ) -> u64 {
     guard(0, || {
-        let client = arg_client(c)?;
+        let h = arg_handle(c)?;
         let data = arg_json("data_json", data_json)?;
-        let call = build(data)?;
-        match c_prepare(cb, user_data) {
-            Some(prepare) => client.submit_prepared(call, prepare),
-            None => client.submit(call, None),
-        }
+        submit_call(h, build(data)?, cb, user_data)
     })
+}
+
+fn submit_call(h: &sonoran_client, call: Call, cb: sonoran_callback, user_data: *mut c_void) -> Result<u64, Refusal> {
+    match c_prepare(h, cb, user_data) {
+        Some(prepare) => h.client.submit_prepared(call, prepare),
+        None => h.client.submit(call, None),
+    }
 }
 
 /// Create a client from a JSON configuration (see the README for every key:
@@ -185,20 +272,42 @@ pub unsafe extern "C" fn sonoran_client_new(config_json: *const c_char) -> *mut 
         let text = arg_str("config_json", config_json)?;
         let config = Config::from_json(text)?;
         let client = Client::new(config)?;
-        Ok(Box::into_raw(Box::new(sonoran_client { client })))
+        let life = Arc::new(Life { state: AtomicU8::new(LIVE), handle: AtomicUsize::new(0) });
+        let handle = Box::into_raw(Box::new(sonoran_client { client, life }));
+        let h: &sonoran_client = &*handle;
+        h.life.handle.store(handle as usize, Ordering::Release);
+        Ok(handle)
     })
 }
 
 /// Free a client. NULL is a no-op. Stops accepting requests, completes every pending request
-/// (`SHUTDOWN`), runs every remaining callback on this thread, and joins the library's threads
-/// before it returns. Must not be called from inside one of this client's callbacks.
+/// (`SHUTDOWN`), runs the remaining callbacks (`"poll"` delivery: on this thread;
+/// `"thread"` delivery: on the delivery thread, which it joins), and joins the library's
+/// threads before it returns.
+///
+/// Called from inside one of this client's own callbacks, the free is deferred: the client is
+/// closed at once (new requests are refused, pending ones complete `SHUTDOWN`), and freed when
+/// the callback returns: at the end of the `sonoran_poll` that ran it (`"poll"` delivery), or
+/// on the delivery thread right after the callback (`"thread"` delivery; the remaining
+/// callbacks then run on that thread before it exits). A second free of the same client from a
+/// callback is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn sonoran_client_free(client: *mut sonoran_client) {
     if client.is_null() {
         return;
     }
     guard((), || {
-        drop(Box::from_raw(client));
+        let h: &sonoran_client = &*client;
+        let life = h.life.clone();
+        if in_callback_of(&life) {
+            if life.state.compare_exchange(LIVE, FREE_DEFERRED, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                h.client.close();
+            }
+            return Ok(());
+        }
+        if life.state.swap(FREEING, Ordering::AcqRel) != FREEING {
+            drop(Box::from_raw(client));
+        }
         Ok(())
     })
 }
@@ -286,24 +395,26 @@ pub unsafe extern "C" fn sonoran_request(
     user_data: *mut c_void,
 ) -> u64 {
     guard(0, || {
-        let client = arg_client(c)?;
+        let h = arg_handle(c)?;
         let ty = arg_str("type", request_type)?;
         let data = arg_json("data_json", data_json)?;
-        let call = Call::generic(ty, data)?;
-        match c_prepare(cb, user_data) {
-            Some(prepare) => client.submit_prepared(call, prepare),
-            None => client.submit(call, None),
-        }
+        submit_call(h, Call::generic(ty, data)?, cb, user_data)
     })
 }
 
 /// Run up to `max` ready callbacks on this thread (0 = all ready now); returns how many ran.
-/// Never waits for a result. With `"delivery": "thread"` there is nothing to poll.
+/// Never waits for a result. With `"delivery": "thread"` there is nothing to poll. Called from
+/// inside one of this client's callbacks it runs nothing and returns 0 (the outer
+/// `sonoran_poll` goes on delivering), so the stack never grows with the number of results.
+/// When a callback freed the client, the free runs as this call returns: `c` is then invalid.
 #[no_mangle]
 pub unsafe extern "C" fn sonoran_poll(c: *mut sonoran_client, max: u32) -> u32 {
     guard(0, || {
-        let client = arg_client(c)?;
-        Ok(client.poll(max as usize, |_| {}).min(u32::MAX as usize) as u32)
+        let h = arg_handle(c)?;
+        let life = h.life.clone();
+        let ran = h.client.poll(max as usize, |_| {}).min(u32::MAX as usize) as u32;
+        run_deferred_free(&life);
+        Ok(ran)
     })
 }
 
@@ -426,7 +537,7 @@ pub unsafe extern "C" fn sonoran_link_from_tablet(
     user_data: *mut c_void,
 ) -> u64 {
     guard(0, || {
-        let client = arg_client(c)?;
+        let h = arg_handle(c)?;
         let capture = crate::session::parse_session(arg_str("capture_text", capture_text)?)?;
         let ids = match crate::linking::player_ids_from_value(&arg_json("identifiers_json", identifiers_json)?)? {
             crate::linking::PlayerIds::Identifiers(list) => list,
@@ -434,7 +545,7 @@ pub unsafe extern "C" fn sonoran_link_from_tablet(
                 return Err(Refusal::field("identifiers_json", "expected the player's identifiers as a JSON array"))
             }
         };
-        client.link_from_tablet(&capture, &ids, c_handler(cb, user_data))
+        h.client.link_from_tablet(&capture, &ids, c_handler(h, cb, user_data))
     })
 }
 
@@ -451,9 +562,9 @@ pub unsafe extern "C" fn sonoran_is_linked(
     user_data: *mut c_void,
 ) -> u64 {
     guard(0, || {
-        let client = arg_client(c)?;
+        let h = arg_handle(c)?;
         let ids = crate::linking::player_ids_from_value(&arg_json("identifiers_json", identifiers_json)?)?;
-        client.is_linked(ids, c_handler(cb, user_data))
+        h.client.is_linked(ids, c_handler(h, cb, user_data))
     })
 }
 

@@ -18,6 +18,7 @@ pub mod linking;
 mod lua;
 pub mod policy;
 pub mod ratelimit;
+mod redact;
 pub mod request;
 pub mod response;
 pub mod session;

@@ -165,9 +165,14 @@ pub fn pick_api_id(identifiers: &[String], kind: IdentifierType, keep_prefix: bo
     for (i, id) in identifiers.iter().enumerate() {
         check_identifier_text(&format!("identifiers[{i}]"), id)?;
     }
-    Ok(identifiers.iter().find(|id| id.len() > prefix.len() && id[..prefix.len()].eq_ignore_ascii_case(&prefix)).map(
-        |id| if keep_prefix { format!("{prefix}{}", &id[prefix.len()..]) } else { id[prefix.len()..].to_string() },
-    ))
+    // `get`, not indexing: an identifier may hold any character, and a byte offset inside one
+    // is no place to cut.
+    let value_of = |id: &String| -> Option<String> {
+        let value = id.get(prefix.len()..).filter(|v| !v.is_empty())?;
+        id.get(..prefix.len()).filter(|p| p.eq_ignore_ascii_case(&prefix))?;
+        Some(if keep_prefix { format!("{prefix}{value}") } else { value.to_string() })
+    };
+    Ok(identifiers.iter().find_map(value_of))
 }
 
 fn check_identifier_text(field: &str, id: &str) -> Result<(), Refusal> {
@@ -276,5 +281,9 @@ mod tests {
         assert_eq!(pick_api_id(&ids, IdentifierType::Discord, false).unwrap().as_deref(), Some("42"));
         assert_eq!(pick_api_id(&ids[..1], IdentifierType::Steam, false).unwrap(), None);
         assert!(pick_api_id(&["steam:a b".to_string()], IdentifierType::Steam, false).is_err());
+        // A multi-byte character across the prefix's length is no panic.
+        let odd: Vec<String> = ["steamé12", "licenséx", "é", "steam:é1"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(pick_api_id(&odd, IdentifierType::Steam, false).unwrap().as_deref(), Some("é1"));
+        assert_eq!(pick_api_id(&odd, IdentifierType::License, false).unwrap(), None);
     }
 }

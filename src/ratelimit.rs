@@ -42,11 +42,20 @@ pub struct Rate {
 /// default: every type shares this one. Raise it only when the vendor has told you your limit.
 pub const DEFAULT_GLOBAL_RATE: Rate = Rate { per_second: 1.0, burst: 5 };
 
+/// Slowest rate accepted: one request an hour.
+pub const MIN_PER_SECOND: f64 = 1.0 / 3600.0;
+/// Fastest rate accepted.
+pub const MAX_PER_SECOND: f64 = 100_000.0;
+
 impl Rate {
-    /// A rate the limiter can use: `per_second` finite in (0, 100000], `burst` at least 1.
+    /// A rate the limiter can use: `per_second` from [`MIN_PER_SECOND`] (one an hour) to
+    /// [`MAX_PER_SECOND`], `burst` from 1 to 100000.
     pub(crate) fn check(&self, field: &str) -> Result<(), Refusal> {
-        if !(self.per_second.is_finite() && self.per_second > 0.0 && self.per_second <= 100_000.0) {
-            return Err(Refusal::field(format!("{field}.per_second"), "expected a number above 0, at most 100000"));
+        if !(self.per_second.is_finite() && (MIN_PER_SECOND..=MAX_PER_SECOND).contains(&self.per_second)) {
+            return Err(Refusal::field(
+                format!("{field}.per_second"),
+                "expected a number from 0.000278 (one request an hour) to 100000",
+            ));
         }
         if self.burst == 0 || self.burst > 100_000 {
             return Err(Refusal::field(format!("{field}.burst"), "expected an integer from 1 to 100000"));
@@ -57,6 +66,15 @@ impl Rate {
 
 /// Floating-point slack when comparing token counts.
 const EPSILON: f64 = 1e-9;
+
+/// Upper bound of any wait the limiter computes (a bucket's refill, a pause): a day. Rates and
+/// pauses are validated far below it; this only keeps the arithmetic from overflowing.
+const LONGEST_WAIT: Duration = Duration::from_secs(86_400);
+
+/// `now + d`, saturating at [`LONGEST_WAIT`] from now.
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d.min(LONGEST_WAIT)).unwrap_or(now)
+}
 
 struct Bucket {
     per_second: f64,
@@ -87,14 +105,18 @@ impl Bucket {
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.cap);
     }
 
-    /// Time until a whole token is there (zero when one is).
+    /// Time until a whole token is there (zero when one is). Saturating: whatever the rate,
+    /// never more than [`LONGEST_WAIT`].
     fn wait(&self) -> Duration {
         if self.tokens + EPSILON >= 1.0 {
             Duration::ZERO
         } else {
             // Round up to the next millisecond so the wake-up finds the token there.
             let secs = (1.0 - self.tokens) / self.per_second;
-            Duration::from_micros((secs * 1e6).ceil() as u64 + 1000)
+            let micros = (secs * 1e6).ceil();
+            let micros =
+                if micros.is_finite() && micros >= 0.0 { micros.min(u64::MAX as f64) as u64 } else { u64::MAX };
+            Duration::from_micros(micros.saturating_add(1000)).min(LONGEST_WAIT)
         }
     }
 
@@ -320,7 +342,7 @@ fn dispatch(st: &mut State, now: Instant) -> Option<Instant> {
             }
             if let Some(b) = q.bucket.as_mut() {
                 b.refill(now);
-                ready_at = ready_at.max(now + b.wait());
+                ready_at = ready_at.max(later(now, b.wait()));
             }
             if ready_at <= now {
                 if best.as_ref().map_or(true, |(seq, _)| head.seq < *seq) {
@@ -335,7 +357,7 @@ fn dispatch(st: &mut State, now: Instant) -> Option<Instant> {
         if let Some(g) = st.global.as_ref() {
             let w = g.wait();
             if !w.is_zero() {
-                let at = now + w;
+                let at = later(now, w);
                 return Some(next.map_or(at, |n| n.min(at)));
             }
         }

@@ -232,6 +232,11 @@ impl Fields<'_> {
         }
     }
 
+    /// An optional string that may be empty (`id1`, `id2`).
+    fn blank_or_string(&self, key: &str) -> Result<Option<&str>, Refusal> {
+        self.obj.get(key).map(|v| check_string(&self.at(key), v, true)).transpose()
+    }
+
     fn bool(&self, key: &str) -> Result<Option<bool>, Refusal> {
         match self.obj.get(key) {
             None => Ok(None),
@@ -268,8 +273,9 @@ impl Fields<'_> {
             if self.obj.contains_key("pushNew") {
                 return Err(Refusal::field(self.at("pushNew"), "only applies to the apiIds form"));
             }
-            self.string("id1", false)?;
-            self.string("id2", false)?;
+            // "If you leave one blank, it will still override the API ID": "" clears a slot.
+            self.blank_or_string("id1")?;
+            self.blank_or_string("id2")?;
         } else if new_form {
             let push_new = self.bool("pushNew")?.unwrap_or(true);
             let path = self.at("apiIds");

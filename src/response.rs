@@ -42,11 +42,14 @@ pub enum ErrorCode {
     /// `INVALID_COMMUNITY_ID` stop every type, `API_NOT_ENABLED` its type) until the client is
     /// resumed or `disable_cooldown_ms` passes. `disabled_by` names the original error.
     ApiDisabled,
+    /// The library caught a panic (a bug) while running the request; Rust's panic hook wrote
+    /// its message to stderr. The request may or may not have reached the API.
+    Internal,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::InvalidRequestType,
         ErrorCode::InvalidCommunityId,
         ErrorCode::ApiNotEnabled,
@@ -63,6 +66,7 @@ impl ErrorCode {
         ErrorCode::Shutdown,
         ErrorCode::NoIdentifier,
         ErrorCode::ApiDisabled,
+        ErrorCode::Internal,
     ];
 
     /// The code as it appears in result JSON, e.g. `"NOT_LINKED"`.
@@ -84,6 +88,7 @@ impl ErrorCode {
             ErrorCode::Shutdown => "SHUTDOWN",
             ErrorCode::NoIdentifier => "NO_IDENTIFIER",
             ErrorCode::ApiDisabled => "API_DISABLED",
+            ErrorCode::Internal => "INTERNAL",
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use crate::response::{ErrorCode, Failure, Success};
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// `api_url = "production"`.
 pub const PRODUCTION_URL: &str = "https://api.sonorancad.com";
@@ -122,25 +123,13 @@ pub struct RawResponse {
     pub status: u16,
     pub content_type: Option<String>,
     pub retry_after: Option<String>,
+    /// A 3xx answer's `Location`, as an origin (`scheme://host:port`), never followed.
+    pub redirect_to: Option<String>,
     pub body: Vec<u8>,
 }
 
-/// Longest server text carried into an error message.
-const MAX_MESSAGE: usize = 512;
-
-fn clip(text: &str) -> String {
-    let t = text.trim();
-    if t.len() <= MAX_MESSAGE {
-        return t.to_string();
-    }
-    let mut end = MAX_MESSAGE;
-    while !t.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} bytes)", &t[..end], t.len())
-}
-
 /// Parse a `Retry-After` value (delay in seconds, or an HTTP date) into milliseconds from `now`.
+/// Saturating: an absurd value gives a huge number, which the client caps.
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<u64> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
@@ -148,15 +137,30 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<u64>
     }
     if let Ok(secs) = v.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
-            return Some((secs * 1000.0).ceil() as u64);
+            return Some((secs * 1000.0).ceil().min(u64::MAX as f64) as u64);
         }
     }
     let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(now).map(|d| d.as_millis() as u64).unwrap_or(0))
+    Some(when.duration_since(now).map(|d| d.as_millis().min(u64::MAX as u128) as u64).unwrap_or(0))
 }
 
-/// Turn an HTTP answer into a success or a classified failure.
-pub fn classify(raw: RawResponse) -> Result<Success, Failure> {
+/// The text of an answer as the API means it: surrounding whitespace trimmed, and a JSON string
+/// (`"INVALID API KEY"`, `"Identifier 123 removed!"`) unquoted.
+pub fn answer_text(text: &str) -> Cow<'_, str> {
+    let t = text.trim();
+    if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
+        if let Ok(Value::String(inner)) = serde_json::from_str::<Value>(t) {
+            return Cow::Owned(inner.trim().to_string());
+        }
+    }
+    Cow::Borrowed(t)
+}
+
+/// Turn an HTTP answer to a call of `request_type` into a success or a classified failure.
+///
+/// Server texts are carried whole into the failure's message: the client redacts secrets from
+/// it first and clips it after.
+pub fn classify(request_type: &str, raw: RawResponse) -> Result<Success, Failure> {
     let status = raw.status;
     let lossy;
     let text = match std::str::from_utf8(&raw.body) {
@@ -183,6 +187,7 @@ pub fn classify(raw: RawResponse) -> Result<Success, Failure> {
             ct == "application/json" || ct.ends_with("+json")
         })
         .unwrap_or(false);
+    let said = answer_text(text);
 
     if status == 429 {
         let retry_after_ms =
@@ -193,17 +198,27 @@ pub fn classify(raw: RawResponse) -> Result<Success, Failure> {
         f.retry_after_ms = retry_after_ms;
         return Err(f);
     }
-    if let Some(code) = error_code_of(text) {
-        return Err(Failure::new(status, code, clip(text)));
+    if let Some(code) = error_code_of(&said) {
+        return Err(Failure::new(status, code, said.into_owned()));
+    }
+    if (300..400).contains(&status) {
+        let to = raw.redirect_to.as_deref().unwrap_or("an address it did not give (no Location)");
+        return Err(Failure::new(
+            status,
+            ErrorCode::HttpError,
+            format!(
+                "HTTP {status}: the server redirected to {to}; not followed: the API documents no redirects, \
+                 and following one would send the API key to another address (check api_url)"
+            ),
+        ));
     }
     if (200..300).contains(&status) {
-        if is_backend_service_reached(text) {
+        if is_backend_service_reached(&said) {
             return Err(Failure::new(
                 status,
                 ErrorCode::InvalidEndpoint,
                 format!(
-                    "the API answered '{}': no endpoint at this path (check the type's section or the `paths` configuration)",
-                    clip(text)
+                    "the API answered '{said}': no endpoint at this path (check the type's section or the `paths` configuration)"
                 ),
             ));
         }
@@ -214,9 +229,9 @@ pub fn classify(raw: RawResponse) -> Result<Success, Failure> {
                 format!("HTTP {status} with a JSON content type but an invalid JSON body: {e}"),
             )
         })?;
-        return Ok(Success { status, data });
+        return Ok(Success { status, data: shape(request_type, data) });
     }
-    let detail = message_of(text).unwrap_or_else(|| clip(text));
+    let detail = message_of(text).unwrap_or_else(|| said.into_owned());
     if (500..600).contains(&status) {
         return Err(Failure::new(status, ErrorCode::ServerError, format!("server error HTTP {status}: {detail}")));
     }
@@ -224,13 +239,17 @@ pub fn classify(raw: RawResponse) -> Result<Success, Failure> {
 }
 
 /// A success body: JSON when the content type says so, or when a text body parses as a JSON
-/// object or array; otherwise the text itself.
+/// object or array; otherwise the text itself. A text answer is trimmed, a JSON string
+/// unquoted ([`answer_text`]).
 fn parse_body(text: &str, is_json_type: bool) -> Result<Value, serde_json::Error> {
     if is_json_type {
         if text.trim().is_empty() {
             return Ok(Value::Null);
         }
-        return serde_json::from_str(text);
+        return serde_json::from_str(text).map(|v| match v {
+            Value::String(s) => Value::String(s.trim().to_string()),
+            v => v,
+        });
     }
     let t = text.trim_start();
     if t.starts_with('{') || t.starts_with('[') {
@@ -238,13 +257,28 @@ fn parse_body(text: &str, is_json_type: bool) -> Result<Value, serde_json::Error
             return Ok(v);
         }
     }
-    Ok(Value::String(text.to_string()))
+    Ok(Value::String(answer_text(text).into_owned()))
+}
+
+/// Answers whose type must not depend on the content type: GET_VERSION is always its text
+/// (`"4"`, whether the server sent the number 4 or the text).
+fn shape(request_type: &str, data: Value) -> Value {
+    match (request_type, data) {
+        ("GET_VERSION", Value::Number(n)) => Value::String(n.to_string()),
+        ("GET_VERSION", Value::Object(o)) if o.get("version").is_some_and(|v| v.is_string() || v.is_number()) => {
+            match &o["version"] {
+                Value::String(s) => Value::String(s.trim().to_string()),
+                v => Value::String(v.to_string()),
+            }
+        }
+        (_, data) => data,
+    }
 }
 
 /// The `message` of a JSON error body (`{"message": "..."}`), or `None`.
 fn message_of(text: &str) -> Option<String> {
     let v: Value = serde_json::from_str(text).ok()?;
-    v.get("message").and_then(Value::as_str).map(clip)
+    v.get("message").and_then(Value::as_str).map(|m| m.trim().to_string())
 }
 
 #[cfg(test)]
@@ -253,47 +287,64 @@ mod tests {
     use serde_json::json;
 
     fn raw(status: u16, ct: Option<&str>, body: &[u8]) -> RawResponse {
-        RawResponse { status, content_type: ct.map(str::to_string), retry_after: None, body: body.to_vec() }
+        RawResponse {
+            status,
+            content_type: ct.map(str::to_string),
+            retry_after: None,
+            redirect_to: None,
+            body: body.to_vec(),
+        }
     }
 
     #[test]
     fn documented_error_strings_map_to_codes() {
         for (text, code) in ERROR_STRINGS {
-            let f = classify(raw(400, Some("text/plain"), text.as_bytes())).unwrap_err();
+            let f = classify("CHECK_APIID", raw(400, Some("text/plain"), text.as_bytes())).unwrap_err();
             assert_eq!(f.code, *code, "{text}");
             assert_eq!(f.message, *text);
         }
         assert_eq!(
-            classify(raw(200, Some("text/html"), b"Sonoran CAD: Backend Service Reached")).unwrap_err().code,
+            classify("CHECK_APIID", raw(200, Some("text/html"), b"Sonoran CAD: Backend Service Reached"))
+                .unwrap_err()
+                .code,
             ErrorCode::InvalidEndpoint
         );
         assert_eq!(
-            classify(raw(200, None, b"Backend Service Reached\n")).unwrap_err().code,
+            classify("CHECK_APIID", raw(200, None, b"Backend Service Reached\n")).unwrap_err().code,
             ErrorCode::InvalidEndpoint
         );
-        assert_eq!(classify(raw(503, None, b"busy")).unwrap_err().code, ErrorCode::ServerError);
-        assert_eq!(classify(raw(418, None, b"teapot")).unwrap_err().code, ErrorCode::HttpError);
-        assert_eq!(classify(raw(200, None, &[0xff, 0xfe])).unwrap_err().code, ErrorCode::BadResponse);
-        assert_eq!(classify(raw(200, Some("application/json"), b"{oops")).unwrap_err().code, ErrorCode::BadResponse);
+        assert_eq!(classify("CHECK_APIID", raw(503, None, b"busy")).unwrap_err().code, ErrorCode::ServerError);
+        assert_eq!(classify("CHECK_APIID", raw(418, None, b"teapot")).unwrap_err().code, ErrorCode::HttpError);
+        assert_eq!(classify("CHECK_APIID", raw(200, None, &[0xff, 0xfe])).unwrap_err().code, ErrorCode::BadResponse);
+        assert_eq!(
+            classify("CHECK_APIID", raw(200, Some("application/json"), b"{oops")).unwrap_err().code,
+            ErrorCode::BadResponse
+        );
     }
 
     #[test]
     fn failure_statuses_with_bodies_that_are_not_utf8_keep_their_code() {
         // Found by tests/properties.rs: a 429 with a non-UTF-8 body was BAD_RESPONSE.
-        assert_eq!(classify(raw(429, None, &[128])).unwrap_err().code, ErrorCode::RateLimited);
-        assert_eq!(classify(raw(503, None, &[0xff, 0xfe])).unwrap_err().code, ErrorCode::ServerError);
-        assert_eq!(classify(raw(418, None, &[0xff])).unwrap_err().code, ErrorCode::HttpError);
+        assert_eq!(classify("CHECK_APIID", raw(429, None, &[128])).unwrap_err().code, ErrorCode::RateLimited);
+        assert_eq!(classify("CHECK_APIID", raw(503, None, &[0xff, 0xfe])).unwrap_err().code, ErrorCode::ServerError);
+        assert_eq!(classify("CHECK_APIID", raw(418, None, &[0xff])).unwrap_err().code, ErrorCode::HttpError);
     }
 
     #[test]
     fn bodies_are_json_by_content_type_with_a_parsing_fallback() {
         assert_eq!(
-            classify(raw(200, Some("application/json; charset=utf-8"), br#"{"a":1}"#)).unwrap().data,
+            classify("CHECK_APIID", raw(200, Some("application/json; charset=utf-8"), br#"{"a":1}"#)).unwrap().data,
             json!({"a": 1})
         );
-        assert_eq!(classify(raw(200, Some("text/plain"), br#"{"a":1}"#)).unwrap().data, json!({"a": 1}));
-        assert_eq!(classify(raw(200, Some("text/plain"), b"API ID(s) set!")).unwrap().data, json!("API ID(s) set!"));
-        assert_eq!(classify(raw(200, Some("text/plain"), b"{not json")).unwrap().data, json!("{not json"));
+        assert_eq!(classify("CHECK_APIID", raw(200, Some("text/plain"), br#"{"a":1}"#)).unwrap().data, json!({"a": 1}));
+        assert_eq!(
+            classify("CHECK_APIID", raw(200, Some("text/plain"), b"API ID(s) set!")).unwrap().data,
+            json!("API ID(s) set!")
+        );
+        assert_eq!(
+            classify("CHECK_APIID", raw(200, Some("text/plain"), b"{not json")).unwrap().data,
+            json!("{not json")
+        );
     }
 
     #[test]
@@ -306,7 +357,7 @@ mod tests {
         assert_eq!(parse_retry_after("soon", now), None);
         let mut r = raw(429, Some("application/json"), br#"{"message":"API rate limit exceeded"}"#);
         r.retry_after = Some("2".into());
-        let f = classify(r).unwrap_err();
+        let f = classify("CHECK_APIID", r).unwrap_err();
         assert_eq!((f.code, f.retry_after_ms), (ErrorCode::RateLimited, Some(2000)));
         assert!(f.message.contains("API rate limit exceeded"));
     }

@@ -188,11 +188,11 @@ fn each_documented_error_string_maps_to_its_code() {
     let r = run(&c, Call::get_account(json!({"username": "SonoranBrian"})).unwrap());
     assert_eq!((code(&r), r.outcome.as_ref().unwrap_err().status), (ErrorCode::InvalidCommunityId, 400));
 
-    let cfg = Config::new(emu.community_id(), "not-the-key").with_api_url(&emu.base_url());
+    let cfg = Config::new(emu.community_id(), "not-the-key-0123456789").with_api_url(&emu.base_url());
     let c = Client::new(cfg).unwrap();
     let r = run(&c, Call::get_account(json!({"username": "SonoranBrian"})).unwrap());
     assert_eq!(code(&r), ErrorCode::InvalidApiKey);
-    assert!(!message(&r).contains("not-the-key"));
+    assert!(!message(&r).contains("not-the-key-0123456789"));
 
     let c = client_for(&emu);
     let r = run(&c, Call::check_api_id(json!({"apiId": "STEAM:nobody"})).unwrap());
@@ -311,14 +311,14 @@ fn timeouts_dropped_connections_and_refused_connections() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let cfg = Config::new("TESTCOMM", "k-secret-123").with_api_url(&format!("http://127.0.0.1:{port}"));
+    let cfg = Config::new("TESTCOMM", "k-secret-123-0123456789").with_api_url(&format!("http://127.0.0.1:{port}"));
     let c = Client::new(cfg).unwrap();
     let r = run(&c, Call::check_api_id(json!({"apiId": "x"})).unwrap());
     assert_eq!(code(&r), ErrorCode::Network);
     let m = message(&r);
     assert!(m.starts_with("could not connect"), "{m}");
     assert!(m.to_lowercase().contains("refused"), "the cause chain names the OS error: {m}");
-    assert!(!m.contains("k-secret-123"));
+    assert!(!m.contains("k-secret-123-0123456789"));
 }
 
 #[test]
@@ -352,24 +352,29 @@ fn invalid_input_is_refused_and_nothing_is_sent() {
 
 #[test]
 fn configuration_is_checked() {
-    let e = Config::from_json(r#"{"community_id":"c","api_key":"k","colour":"red"}"#).unwrap_err();
+    let e = Config::from_json(r#"{"community_id":"c","api_key":"key-0123456789abcdef","colour":"red"}"#).unwrap_err();
     assert!(e.message().contains("'colour'"), "{e}");
     let e = Config::from_json(r#"{"community_id":"c"}"#).unwrap_err();
     assert!(e.message().contains("config.api_key"), "{e}");
-    let e = Config::from_json(r#"{"community_id":"c","api_key":"k","api_url":"http://example.com"}"#).unwrap_err();
+    let e =
+        Config::from_json(r#"{"community_id":"c","api_key":"key-0123456789abcdef","api_url":"http://example.com"}"#)
+            .unwrap_err();
     assert!(e.message().contains("loopback"), "{e}");
     assert!(Config::from_json(
-        r#"{"community_id":"c","api_key":"k","api_url":"http://example.com","allow_insecure_http":true}"#
+        r#"{"community_id":"c","api_key":"key-0123456789abcdef","api_url":"http://example.com","allow_insecure_http":true}"#
     )
     .is_ok());
-    assert!(Config::from_json(r#"{"community_id":"c","api_key":"k","api_url":"http://[::1]:9"}"#).is_ok());
+    assert!(Config::from_json(r#"{"community_id":"c","api_key":"key-0123456789abcdef","api_url":"http://[::1]:9"}"#)
+        .is_ok());
     let e = Config::from_json("{\"community_id\":\"c\",\"api_key\":\"k\\u0007ey\"}").unwrap_err();
     assert!(e.message().contains("control"), "{e}");
-    let e = Config::from_json(r#"{"community_id":"c","api_key":"top-secret-key","timeout_ms":"soon"}"#).unwrap_err();
-    assert!(!e.message().contains("top-secret-key"));
-    let c = Config::from_json(r#"{"community_id":"c","api_key":"top-secret-key","api_url":"development"}"#).unwrap();
+    let e = Config::from_json(r#"{"community_id":"c","api_key":"top-secret-key-0123456789","timeout_ms":"soon"}"#)
+        .unwrap_err();
+    assert!(!e.message().contains("top-secret-key-0123456789"));
+    let c = Config::from_json(r#"{"community_id":"c","api_key":"top-secret-key-0123456789","api_url":"development"}"#)
+        .unwrap();
     assert_eq!(c.base_url, "https://staging-api.dev.sonorancad.com");
-    assert!(!format!("{c:?}").contains("top-secret-key"), "Debug never shows the key");
+    assert!(!format!("{c:?}").contains("top-secret-key-0123456789"), "Debug never shows the key");
 }
 
 #[test]

@@ -202,7 +202,7 @@ fn connect_failures_are_retried_for_every_type() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut cfg = Config::new("TESTCOMM", "k").with_api_url(&format!("http://127.0.0.1:{port}"));
+    let mut cfg = Config::new("TESTCOMM", "key-0123456789abcdef").with_api_url(&format!("http://127.0.0.1:{port}"));
     cfg.rate_limits = RateLimits::unlimited();
     let c = Client::new(fast_retries(cfg)).unwrap();
     let add = Call::modify_identifier(json!({"apiId": BRIAN, "action": 0, "identifier": {}})).unwrap();
@@ -215,7 +215,7 @@ fn connect_failures_are_retried_for_every_type() {
 #[test]
 fn fatal_answers_stop_sending_until_the_cool_down_or_resume() {
     let emu = start();
-    let mut cfg = Config::new(emu.community_id(), "wrong-key-123").with_api_url(&emu.base_url());
+    let mut cfg = Config::new(emu.community_id(), "wrong-key-123-0123456789").with_api_url(&emu.base_url());
     cfg.rate_limits = RateLimits { global: Some(Rate { per_second: 1.0, burst: 1 }), per_type: Default::default() };
     cfg.disable_cooldown = Duration::from_millis(1500);
     let c = Client::new(cfg).unwrap();
@@ -234,7 +234,7 @@ fn fatal_answers_stop_sending_until_the_cool_down_or_resume() {
         let f = failure(r);
         assert_eq!((f.code, f.status, f.disabled_by), (ErrorCode::ApiDisabled, 0, Some(ErrorCode::InvalidApiKey)));
         assert!(f.message.contains("INVALID_API_KEY"), "{}", f.message);
-        assert!(!f.message.contains("wrong-key-123"));
+        assert!(!f.message.contains("wrong-key-123-0123456789"));
         let v: Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(v["disabled_by"], json!("INVALID_API_KEY"));
         assert_eq!(v["error"]["code"], json!("API_DISABLED"));
@@ -343,7 +343,10 @@ fn coalesced_requests_go_out_as_one_call_and_each_caller_gets_its_answer() {
     }
     assert_eq!(c.stats().coalesced, 10);
     // A type that does not allow it is refused by name.
-    let e = Config::from_json(r#"{"community_id":"c","api_key":"k","coalesce":{"MODIFY_IDENTIFIER":50}}"#).unwrap_err();
+    let e = Config::from_json(
+        r#"{"community_id":"c","api_key":"key-0123456789abcdef","coalesce":{"MODIFY_IDENTIFIER":50}}"#,
+    )
+    .unwrap_err();
     assert!(e.message().contains("config.coalesce.MODIFY_IDENTIFIER"), "{e}");
     // A cancelled member is left out of the call.
     let col = Collector::default();
@@ -370,7 +373,7 @@ fn oversized_requests_and_bad_pacing_settings_are_refused() {
     assert_eq!(emu.counts().received, 0);
     assert_eq!(c.pending(), 0);
 
-    let base = r#""community_id":"c","api_key":"k""#;
+    let base = r#""community_id":"c","api_key":"key-0123456789abcdef""#;
     for (extra, field) in [
         (r#""max_request_bytes":10"#, "config.max_request_bytes"),
         (r#""rate_limits":{"global":{"per_second":0,"burst":5}}"#, "config.rate_limits.global.per_second"),
@@ -488,7 +491,7 @@ mod c_surface {
     fn stats_log_callback_and_resume_over_the_c_abi() {
         let emu = start();
         let cfg = CString::new(format!(
-            r#"{{"community_id":"{}","api_key":"bad-key","api_url":"{}","rate_limits":{{"global":null}}}}"#,
+            r#"{{"community_id":"{}","api_key":"bad-key-0123456789abcdef","api_url":"{}","rate_limits":{{"global":null}}}}"#,
             emu.community_id(),
             emu.base_url()
         ))
@@ -527,6 +530,6 @@ mod c_surface {
         }
         let lines = lines.lock().unwrap();
         assert!(lines.iter().any(|(l, m)| *l == SONORAN_LOG_ERROR && m.contains("sending stopped")), "{lines:?}");
-        assert!(lines.iter().all(|(_, m)| !m.contains("bad-key")));
+        assert!(lines.iter().all(|(_, m)| !m.contains("bad-key-0123456789abcdef")));
     }
 }

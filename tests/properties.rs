@@ -1,14 +1,47 @@
 //! Property tests (bounded case counts, part of `cargo test`): request validation from arbitrary
 //! JSON, response classification from arbitrary status / headers / body, the tablet capture
-//! parser from arbitrary text, and the retry class of arbitrary calls. None may panic; what
-//! they accept must hold up. `PROPTEST_CASES=100000 cargo test --release --test properties`
+//! parser from arbitrary text, and the retry class of arbitrary calls; and arbitrary Unicode
+//! (any character, not only ASCII) fed to every entry point that takes text: request fields,
+//! player identifiers, captures, the configuration, type names, paths and sections. None may
+//! panic; what they accept must hold up. `PROPTEST_CASES=100000 cargo test --release --test properties`
 //! runs a longer search; a failure found is kept in `proptest-regressions/` and becomes a
 //! regular case here.
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use sonoran::wire::{classify, parse_retry_after, RawResponse};
-use sonoran::{parse_session, Call, ErrorCode};
+use sonoran::{parse_session, Call, Client, Config, ErrorCode, PlayerIds};
+use std::sync::OnceLock;
+
+/// Any text: arbitrary Unicode, mixed with the prefixes and separators the parsers look for
+/// (`steam:`, `LOGIN`, braces), so that multi-byte characters land next to every cut.
+fn any_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        any::<String>(),
+        "\\PC{0,6}",
+        Just("steam:".to_string()),
+        Just("steam".to_string()),
+        Just("license:".to_string()),
+        Just("discord:".to_string()),
+        Just("é".to_string()),
+        Just("🚓".to_string()),
+        Just("LOGIN COMMUNITY: {".to_string()),
+        Just("} USERNAME: {".to_string()),
+        Just("} SESSIONID: {".to_string()),
+        Just("}".to_string()),
+    ];
+    prop::collection::vec(piece, 0..6).prop_map(|v| v.concat())
+}
+
+/// One client for the cases of a test (a client per case would start a runtime per case). Its
+/// URL refuses connections, and every accepted request is cancelled at once.
+fn client() -> &'static Client {
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let cfg = Config::new("TESTCOMM", "property-test-key-0123456789").with_api_url("http://127.0.0.1:9");
+        Client::new(cfg).expect("client starts")
+    })
+}
 
 /// Arbitrary JSON, biased towards the keys and values the validators look at.
 fn json_value() -> impl Strategy<Value = Value> {
@@ -40,6 +73,7 @@ fn json_value() -> impl Strategy<Value = Value> {
         (0u64..5).prop_map(Value::from),
         any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         ".{0,12}".prop_map(Value::String),
+        any_text().prop_map(Value::String),
         prop_oneof![Just("ADD"), Just("EDIT"), Just("REMOVE"), Just("DMV"), Just("POLRECEDIT"), Just("")]
             .prop_map(|s| Value::String(s.to_string())),
     ];
@@ -113,8 +147,8 @@ proptest! {
             ].prop_map(|s| s.as_bytes().to_vec()),
         ],
     ) {
-        let raw = RawResponse { status, content_type, retry_after: retry_after.clone(), body };
-        match classify(raw) {
+        let raw = RawResponse { status, content_type, retry_after: retry_after.clone(), redirect_to: None, body };
+        match classify("CHECK_APIID", raw) {
             Ok(s) => prop_assert!((200..300).contains(&s.status)),
             Err(f) => {
                 prop_assert_eq!(f.status, status);
@@ -136,6 +170,7 @@ proptest! {
     #[test]
     fn session_capture_of_arbitrary_text(text in prop_oneof![
         ".{0,200}",
+        any_text(),
         (".{0,12}", ".{0,12}", ".{0,12}", ".{0,12}").prop_map(|(a, c, u, s)| {
             format!("{a}LOGIN COMMUNITY: {{{c}}} USERNAME: {{{u}}} SESSIONID: {{{s}}}")
         }),
@@ -154,5 +189,92 @@ proptest! {
             }
             prop_assert_eq!(parse_session(&text).unwrap(), c);
         }
+    }
+
+    /// Player identifiers of any text: the checker and the tablet flow refuse or accept them,
+    /// never panic, and an accepted one leaves a request that completes.
+    #[test]
+    fn player_identifiers_of_arbitrary_text(ids in prop::collection::vec(any_text(), 0..4), api_id in any_text()) {
+        let c = client();
+        let submitted = [
+            c.is_linked(PlayerIds::Identifiers(ids.clone()), None),
+            c.is_linked(PlayerIds::ApiId(api_id), None),
+            c.link_from_tablet(
+                &sonoran::Capture { community: None, username: "SonoranBrian".into(), session_id: "abcdef-0123".into() },
+                &ids,
+                None,
+            ),
+        ];
+        for id in submitted.into_iter().flatten() {
+            c.cancel(id);
+        }
+        let _ = sonoran::linking::pick_api_id(&ids, sonoran::IdentifierType::Steam, false);
+        let _ = sonoran::linking::pick_api_id(&ids, sonoran::IdentifierType::License, true);
+        c.poll(0, |_| {});
+    }
+
+    /// Captures of any text through the tablet flow: no panic.
+    #[test]
+    fn tablet_flow_of_arbitrary_captures(capture in any_text(), ids in prop::collection::vec(any_text(), 0..3)) {
+        let c = client();
+        if let Ok(cap) = parse_session(&capture) {
+            if let Ok(id) = c.link_from_tablet(&cap, &ids, None) {
+                c.cancel(id);
+            }
+        }
+        let _ = sonoran::parse_session_value(&Value::String(capture));
+        c.poll(0, |_| {});
+    }
+
+    /// Request fields, type names and whole requests of any text: validation and submission
+    /// refuse or accept, never panic.
+    #[test]
+    fn requests_of_arbitrary_text(ty in any_text(), field in any_text(), value in any_text()) {
+        let c = client();
+        let obj = serde_json::json!({ field.clone(): value.clone() });
+        let calls = [
+            Call::generic(&ty, obj.clone()),
+            Call::get_account(serde_json::json!({"username": value.clone()})),
+            Call::set_api_id(serde_json::json!({"username": value.clone(), "sessionId": field.clone(), "apiIds": [value.clone()]})),
+            Call::set_api_id(serde_json::json!({"account": field.clone(), "id1": value.clone(), "id2": ""})),
+            Call::link_character(serde_json::json!({"apiId": value.clone(), "syncId": field.clone(), "action": value.clone()})),
+            Call::modify_identifier(serde_json::json!({"apiId": value.clone(), "action": 0, "identifier": {"location": field.clone(), "data": {"name": value.clone()}}})),
+            Call::set_account_permissions(serde_json::json!({"username": field.clone(), "add": [value.clone()]})),
+            Call::check_api_id(serde_json::json!({"apiId": value})),
+        ];
+        for call in calls.into_iter().flatten() {
+            if let Ok(id) = c.submit(call, None) {
+                c.cancel(id);
+            }
+        }
+        c.poll(0, |_| {});
+    }
+
+    /// The configuration with any text in any key: refused with a message naming a field, or
+    /// accepted; never a panic.
+    #[test]
+    fn configuration_of_arbitrary_text(
+        key in prop_oneof![
+            Just("community_id"), Just("api_key"), Just("api_url"), Just("delivery"), Just("primary_identifier"),
+            Just("set_api_id_form"), Just("proxy"), Just("paths"), Just("sections"), Just("coalesce"), Just("rate_limits"),
+        ],
+        text in any_text(),
+        inner in any_text(),
+    ) {
+        let mut obj = serde_json::json!({"community_id": "TESTCOMM", "api_key": "property-test-key-0123456789"});
+        let value = match key {
+            "paths" | "sections" => serde_json::json!({ text.clone(): inner.clone() }),
+            "coalesce" => serde_json::json!({ text.clone(): 5 }),
+            "rate_limits" => serde_json::json!({ text.clone(): {"per_second": 1, "burst": 1} }),
+            _ => Value::String(text.clone()),
+        };
+        obj[key] = value;
+        match Config::from_value(&obj) {
+            Ok(cfg) => prop_assert!(cfg.validate().is_ok()),
+            Err(e) => prop_assert!(e.message().starts_with("config"), "{}", e.message()),
+        }
+        let text_form = obj.to_string();
+        let _ = Config::from_json(&text_form);
+        let _ = Config::from_json(&text);
     }
 }

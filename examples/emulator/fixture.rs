@@ -22,10 +22,35 @@ pub struct Fixture {
     pub accounts: Vec<FixtureAccount>,
     #[serde(default)]
     pub identifiers: Vec<FixtureIdentifier>,
+    /// The community's game servers, answered by GET_SERVERS as `{"servers": [...]}`: each an
+    /// object in the shape the official integrations read (`id`, `name`, `description`,
+    /// `signal`, `mapUrl`, `mapIp`, `mapPort`, `differingOutbound`, `outboundIp`,
+    /// `listenerPort`, `enableMap`, `mapType`, `isStatic`). The emulator's own choice: no
+    /// document in the seeds specifies GET_SERVERS.
+    #[serde(default = "default_servers")]
+    pub servers: Vec<Value>,
 }
 
 fn default_version() -> u32 {
     4
+}
+
+fn default_servers() -> Vec<Value> {
+    vec![serde_json::json!({
+        "id": 1,
+        "name": "Main Server",
+        "description": "The community's first game server",
+        "signal": "",
+        "mapUrl": "",
+        "mapIp": "",
+        "mapPort": "30120",
+        "differingOutbound": false,
+        "outboundIp": "",
+        "listenerPort": "3232",
+        "enableMap": false,
+        "mapType": "NORMAL",
+        "isStatic": false
+    })]
 }
 
 /// An account as GET_ACCOUNT shows it, plus its linked character sync IDs.

@@ -24,7 +24,8 @@ OPTIONS:
                             a free port. The chosen URL is printed as the only stdout line:
                             `sonoran emulator listening on http://127.0.0.1:PORT`.
     --fixture FILE          JSON seed data (community_id, api_key, version, disabled_types,
-                            accounts, identifiers) [default: the embedded fixture.json].
+                            accounts, identifiers, servers) [default: the embedded
+                            fixture.json].
     --latency-ms N          Delay added to every answer, in milliseconds [default: 0].
     --rate-limit N/SECONDS  Token bucket: N requests at once, refilled at N per SECONDS;
                             requests over it get 429 {\"message\":\"API rate limit exceeded\"}.
@@ -35,6 +36,8 @@ OPTIONS:
     --hang-rate F           Share (0.0-1.0) of requests never answered (held open).
     --drop-rate F           Share (0.0-1.0) of requests whose connection is closed unanswered.
     --seed N                Seed of the fault PRNG [default: 0]; same seed, same faults.
+    --strict-envelope       Refuse envelope keys beyond id, key, type and data (400 malformed);
+                            by default they are ignored, as the real API does.
     --no-log                Do not print one line per request on stderr.
     -h, --help              Print this help.
 ";
@@ -118,6 +121,7 @@ fn parse_args(args: Vec<String>) -> (Options, bool) {
                 faults.seed = v.parse().unwrap_or_else(|_| fail(&format!("--seed: bad number `{v}`")));
             }
             "--no-log" => print_log = false,
+            "--strict-envelope" => opts.strict_envelope = true,
             other => fail(&format!("unknown argument `{other}`")),
         }
     }

@@ -55,6 +55,9 @@ pub struct Options {
     pub faults: Faults,
     /// Keep a log of every request (`Emulator::log`). With `false` only the counts are kept.
     pub log: bool,
+    /// Refuse envelope keys beyond `id`, `key`, `type` and `data` as malformed. Off by default:
+    /// the real API tolerates them (the official JavaScript SDK sends `"product": 0`).
+    pub strict_envelope: bool,
 }
 
 impl Default for Options {
@@ -64,6 +67,7 @@ impl Default for Options {
             fixture: Fixture::default_fixture(),
             faults: Faults::default(),
             log: true,
+            strict_envelope: false,
         }
     }
 }
@@ -122,6 +126,10 @@ pub struct Counts {
     pub malformed: u64,
     /// State-changing requests actually applied.
     pub applied: u64,
+    /// TCP connections accepted.
+    pub connections: u64,
+    /// Most connections open at the same time.
+    pub max_open_connections: u64,
 }
 
 impl Counts {
@@ -141,6 +149,9 @@ struct AtomicCounts {
     faulted: AtomicU64,
     malformed: AtomicU64,
     applied: AtomicU64,
+    connections: AtomicU64,
+    open_connections: AtomicU64,
+    max_open_connections: AtomicU64,
 }
 
 impl AtomicCounts {
@@ -155,6 +166,9 @@ impl AtomicCounts {
             faulted: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
             applied: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            open_connections: AtomicU64::new(0),
+            max_open_connections: AtomicU64::new(0),
         }
     }
 
@@ -185,6 +199,8 @@ impl AtomicCounts {
             faulted: self.faulted.load(Ordering::Relaxed),
             malformed: self.malformed.load(Ordering::Relaxed),
             applied: self.applied.load(Ordering::Relaxed),
+            connections: self.connections.load(Ordering::Relaxed),
+            max_open_connections: self.max_open_connections.load(Ordering::Relaxed),
         }
     }
 }
@@ -195,6 +211,7 @@ struct Shared {
     api_key: String,
     disabled_types: Vec<String>,
     log_enabled: bool,
+    strict_envelope: bool,
     seq: AtomicU64,
     counts: AtomicCounts,
     faults: Mutex<FaultEngine>,
@@ -234,6 +251,7 @@ impl Emulator {
             api_key: f.api_key.clone(),
             disabled_types: f.disabled_types.clone(),
             log_enabled: opts.log,
+            strict_envelope: opts.strict_envelope,
             seq: AtomicU64::new(0),
             counts: AtomicCounts::new(),
             faults: Mutex::new(FaultEngine::new(opts.faults.clone())),
@@ -359,13 +377,21 @@ async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let sh = shared.clone();
+                let counts = &shared.counts;
+                counts.connections.fetch_add(1, Ordering::Relaxed);
+                let open = counts.open_connections.fetch_add(1, Ordering::AcqRel) + 1;
+                counts.max_open_connections.fetch_max(open, Ordering::AcqRel);
                 conns.spawn(async move {
-                    let svc = service_fn(move |req| handle(sh.clone(), req));
+                    let svc = service_fn({
+                        let sh = sh.clone();
+                        move |req| handle(sh.clone(), req)
+                    });
                     let _ = http1::Builder::new()
                         .timer(TokioTimer::new())
                         .keep_alive(true)
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
+                    sh.counts.open_connections.fetch_sub(1, Ordering::AcqRel);
                 });
                 while conns.try_join_next().is_some() {}
             }
@@ -398,7 +424,7 @@ struct Parsed {
     violations: Vec<String>,
 }
 
-fn parse(method: &hyper::Method, path: &str, content_type: Option<&str>, raw: &[u8]) -> Parsed {
+fn parse(method: &hyper::Method, path: &str, content_type: Option<&str>, raw: &[u8], strict: bool) -> Parsed {
     let route = if method == hyper::Method::POST { wire::route(path) } else { None };
     let (body, utf8) = match std::str::from_utf8(raw) {
         Ok(s) => (serde_json::from_str::<Value>(s).unwrap_or(Value::Null), true),
@@ -409,7 +435,7 @@ fn parse(method: &hyper::Method, path: &str, content_type: Option<&str>, raw: &[
         Some(Route::Generic) => body.get("type").and_then(Value::as_str).and_then(ApiType::from_name),
         None => None,
     };
-    let violations = if route.is_some() { wire::violations(ty, content_type, utf8, &body) } else { Vec::new() };
+    let violations = if route.is_some() { wire::violations(ty, content_type, utf8, &body, strict) } else { Vec::new() };
     Parsed { route, ty, body, utf8, violations }
 }
 
@@ -460,7 +486,7 @@ fn answer(sh: &Shared, p: &Parsed) -> (Reply, bool) {
     let empty = serde_json::Map::new();
     let items: Vec<&serde_json::Map<String, Value>> = match env.get("data").and_then(Value::as_array) {
         Some(a) if !a.is_empty() => a.iter().filter_map(Value::as_object).collect(),
-        _ => vec![&empty], // GET_VERSION without data
+        _ => vec![&empty], // GET_VERSION, GET_SERVERS without data
     };
     let mut answers = Vec::with_capacity(items.len());
     let mut changed = false;
@@ -539,7 +565,8 @@ async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full
     let path = parts.uri.path();
 
     // Parse and check only when something needs it: an answer from the API, or the log.
-    let parsed = (decision == Decision::Pass || sh.log_enabled).then(|| parse(&parts.method, path, content_type, &raw));
+    let parsed = (decision == Decision::Pass || sh.log_enabled)
+        .then(|| parse(&parts.method, path, content_type, &raw, sh.strict_envelope));
     if parsed.as_ref().is_some_and(|p| !p.violations.is_empty()) {
         sh.counts.malformed.fetch_add(1, Ordering::Relaxed);
     }

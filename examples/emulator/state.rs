@@ -92,6 +92,7 @@ pub(crate) type Failure = (u16, String);
 
 pub(crate) struct State {
     pub version: u32,
+    pub servers: Vec<Value>,
     pub accounts: Vec<Account>,
     pub identifiers: Vec<Identifier>,
     pub next_ident: u64,
@@ -126,7 +127,7 @@ impl State {
             })
             .collect();
         let next_ident = identifiers.iter().map(|i| i.id).max().unwrap_or(0) + 1;
-        State { version: f.version, accounts, identifiers, next_ident }
+        State { version: f.version, servers: f.servers.clone(), accounts, identifiers, next_ident }
     }
 
     pub(crate) fn snapshot(&self) -> Value {
@@ -177,6 +178,7 @@ impl State {
         let not_linked = || (404u16, NOT_LINKED.to_string());
         match ty {
             ApiType::GetVersion => Ok((Answer::Text(self.version.to_string()), false)),
+            ApiType::GetServers => Ok((Answer::Json(json!({ "servers": self.servers }).to_string()), false)),
             ApiType::CheckApiId => {
                 let id = o.get("apiId").and_then(Value::as_str).unwrap_or("");
                 let i = self.by_api_id(id).ok_or_else(not_linked)?;

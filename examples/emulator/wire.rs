@@ -13,9 +13,10 @@ pub(crate) enum ApiType {
     SetAccountPermissions,
     LinkCharacter,
     ModifyIdentifier,
+    GetServers,
 }
 
-pub(crate) const ALL_TYPES: [ApiType; 7] = [
+pub(crate) const ALL_TYPES: [ApiType; 8] = [
     ApiType::SetApiId,
     ApiType::CheckApiId,
     ApiType::GetVersion,
@@ -23,6 +24,7 @@ pub(crate) const ALL_TYPES: [ApiType; 7] = [
     ApiType::SetAccountPermissions,
     ApiType::LinkCharacter,
     ApiType::ModifyIdentifier,
+    ApiType::GetServers,
 ];
 
 impl ApiType {
@@ -35,6 +37,7 @@ impl ApiType {
             ApiType::SetAccountPermissions => "SET_ACCOUNT_PERMISSIONS",
             ApiType::LinkCharacter => "LINK_CHARACTER",
             ApiType::ModifyIdentifier => "MODIFY_IDENTIFIER",
+            ApiType::GetServers => "GET_SERVERS",
         }
     }
 
@@ -66,6 +69,7 @@ pub(crate) fn route(path: &str) -> Option<Route> {
         "/general/set_api_id" => Route::Typed(ApiType::SetApiId),
         "/general/check_apiid" => Route::Typed(ApiType::CheckApiId),
         "/general/get_version" => Route::Typed(ApiType::GetVersion),
+        "/general/get_servers" => Route::Typed(ApiType::GetServers),
         "/general/get_account" => Route::Typed(ApiType::GetAccount),
         "/general/set_account_permissions" => Route::Typed(ApiType::SetAccountPermissions),
         "/civilian/link_character" => Route::Typed(ApiType::LinkCharacter),
@@ -298,8 +302,15 @@ impl Check<'_> {
 
 /// All wire-format problems of a request to a known route. `ty` is the route's type, or for
 /// the generic route the body's type when it names a known one (`None`: only the envelope is
-/// checked).
-pub(crate) fn violations(ty: Option<ApiType>, content_type: Option<&str>, utf8: bool, body: &Value) -> Vec<String> {
+/// checked). Keys beyond `id`, `key`, `type` and `data` in the envelope (the official
+/// JavaScript SDK adds `"product": 0`) are violations only when `strict_envelope` is set.
+pub(crate) fn violations(
+    ty: Option<ApiType>,
+    content_type: Option<&str>,
+    utf8: bool,
+    body: &Value,
+    strict_envelope: bool,
+) -> Vec<String> {
     let mut out = Vec::new();
     let mut c = Check { out: &mut out };
     match content_type {
@@ -316,11 +327,14 @@ pub(crate) fn violations(ty: Option<ApiType>, content_type: Option<&str>, utf8: 
         c.push("body is not a JSON object".into());
         return out;
     };
-    c.unknown_keys(env, &["id", "key", "type", "data"], "envelope");
+    if strict_envelope {
+        c.unknown_keys(env, &["id", "key", "type", "data"], "envelope");
+    }
     c.string(env, "id", "envelope", true, false);
     c.string(env, "key", "envelope", true, false);
     c.string(env, "type", "envelope", true, false);
-    let is_version = ty == Some(ApiType::GetVersion);
+    // GET_VERSION and GET_SERVERS take no request object: `data` may be left out or empty.
+    let is_version = matches!(ty, Some(ApiType::GetVersion | ApiType::GetServers));
     let data = match env.get("data") {
         None if is_version => return out,
         None => {
@@ -350,7 +364,7 @@ pub(crate) fn violations(ty: Option<ApiType>, content_type: Option<&str>, utf8: 
 
 fn check_item(c: &mut Check<'_>, ty: ApiType, o: &Map<String, Value>, ctx: &str) {
     match ty {
-        ApiType::GetVersion => c.unknown_keys(o, &[], ctx),
+        ApiType::GetVersion | ApiType::GetServers => c.unknown_keys(o, &[], ctx),
         ApiType::CheckApiId => {
             c.unknown_keys(o, &["apiId"], ctx);
             c.string(o, "apiId", ctx, true, true);

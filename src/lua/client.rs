@@ -96,7 +96,7 @@ fn request_id(v: &LuaValue) -> Result<u64, Refusal> {
 /// `poll` delivery: a Lua state must never be touched off its own thread.
 pub(crate) fn new(lua: &Lua, config: LuaValue) -> mlua::Result<MultiValue> {
     let r = (|| {
-        let mut value = convert::to_json(&config, "config")?;
+        let mut value = convert::to_json(&config, "config", convert::DEFAULT_BUDGET)?;
         if let Value::Object(obj) = &mut value {
             match obj.get("delivery") {
                 None => {
@@ -215,25 +215,38 @@ impl LuaClient {
         }
     }
 
-    /// Deliver one completion: release its callback and hand it, with the result table, to
-    /// `deliver` (the Lua face's protected runner).
+    /// The conversion budget of a request's data: the request size cap.
+    fn budget(&self) -> usize {
+        self.client.config().max_request_bytes
+    }
+
+    /// Deliver one completion: hand its callback and the result table to `deliver` (the Lua
+    /// face's protected runner), then release the callback. When the call itself fails (the
+    /// C stack is exhausted, memory is out), the callback stays held for the next attempt.
     fn deliver(&self, lua: &Lua, deliver: &Function, completion: &crate::Completion) -> mlua::Result<()> {
-        let key = self.callbacks.borrow_mut().remove(&completion.id).flatten();
-        let Some(key) = key else { return Ok(()) };
-        let slot = key.id();
+        let slot = match self.callbacks.borrow().get(&completion.id) {
+            Some(Some(key)) => key.id(),
+            // No callback (or an unknown id): nothing to run; the entry goes.
+            _ => {
+                self.callbacks.borrow_mut().remove(&completion.id);
+                return Ok(());
+            }
+        };
         // One protected call per result: push the callback and the result table with the raw API
         // (no per-value protected calls or references), then call the runner. Nothing owned
         // lives in the closure: a memory error unwinding through it leaks nothing.
         // SAFETY: on the state's own thread (inside poll); the stack is ours within exec_raw.
-        let r = unsafe {
+        unsafe {
             lua.exec_raw::<()>(deliver, |state| {
                 ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, slot as ffi::lua_Integer);
                 convert::push_completion(state, completion);
                 ffi::lua_call(state, 2, 0);
             })
-        };
-        lua.remove_registry_value(key)?;
-        r
+        }?;
+        if let Some(Some(key)) = self.callbacks.borrow_mut().remove(&completion.id) {
+            lua.remove_registry_value(key)?;
+        }
+        Ok(())
     }
 }
 
@@ -258,7 +271,7 @@ impl UserData for LuaClient {
                 Ok(cb) => cb,
                 Err(e) => return answer::<bool>(lua, Err(e)),
             };
-            let call = convert::to_json(&data, "data").and_then(|data| match kind.as_str() {
+            let call = convert::to_json(&data, "data", this.budget()).and_then(|data| match kind.as_str() {
                 "set_api_id" => Call::set_api_id(data),
                 "link_character" => Call::link_character(data),
                 "modify_identifier" => Call::modify_identifier(data),
@@ -278,7 +291,7 @@ impl UserData for LuaClient {
             };
             let call = match &ty {
                 LuaValue::String(s) => match s.to_str() {
-                    Ok(ty) => convert::to_json(&data, "data").and_then(|data| Call::generic(&ty, data)),
+                    Ok(ty) => convert::to_json(&data, "data", this.budget()).and_then(|data| Call::generic(&ty, data)),
                     Err(_) => Err(Refusal::field("type", "is not valid UTF-8 text")),
                 },
                 other => Err(Refusal::field(
@@ -296,8 +309,16 @@ impl UserData for LuaClient {
                 Err(e) => return answer::<bool>(lua, Err(e)),
             };
             let r = this.submit_op(lua, cb, |client| {
-                let capture = crate::session::parse_session_value(&convert::to_json(&capture, "capture")?)?;
-                let ids = match crate::linking::player_ids_from_value(&convert::to_json(&ids, "identifiers")?)? {
+                let capture = crate::session::parse_session_value(&convert::to_json(
+                    &capture,
+                    "capture",
+                    convert::DEFAULT_BUDGET,
+                )?)?;
+                let ids = match crate::linking::player_ids_from_value(&convert::to_json(
+                    &ids,
+                    "identifiers",
+                    convert::DEFAULT_BUDGET,
+                )?)? {
                     crate::linking::PlayerIds::Identifiers(list) => list,
                     crate::linking::PlayerIds::ApiId(_) => {
                         return Err(Refusal::field("identifiers", "expected the player's identifiers as a list"))
@@ -314,7 +335,11 @@ impl UserData for LuaClient {
                 Err(e) => return answer::<bool>(lua, Err(e)),
             };
             let r = this.submit_op(lua, cb, |client| {
-                let ids = crate::linking::player_ids_from_value(&convert::to_json(&ids, "identifiers")?)?;
+                let ids = crate::linking::player_ids_from_value(&convert::to_json(
+                    &ids,
+                    "identifiers",
+                    convert::DEFAULT_BUDGET,
+                )?)?;
                 client.is_linked(ids, None)
             })?;
             answer(lua, r)
@@ -337,15 +362,34 @@ impl UserData for LuaClient {
             };
             let ready = this.client.ready();
             let mut delivered = Vec::with_capacity(if max == 0 { ready } else { max.min(ready) });
-            let ran = this.client.poll(max, |completion| {
-                if let Err(e) = this.deliver(lua, &deliver, &completion) {
-                    // The Lua face's runner is protected; this is only reached on memory errors.
-                    eprintln!("sonoran: could not deliver the result of request {}: {e}", completion.id);
+            let mut failure: Option<(u64, String)> = None;
+            let ran = this.client.poll_with(max, |completion| match this.deliver(lua, &deliver, &completion) {
+                Ok(()) => {
+                    delivered.push(completion);
+                    Ok(())
                 }
-                delivered.push(completion);
+                // The runner is protected, so this is the call itself failing (the C stack is
+                // exhausted, memory is out): the result stays ready for the next poll.
+                Err(e) => {
+                    let text = format!(
+                        "could not deliver the result of request {} ({}); it stays ready for the next poll",
+                        completion.id,
+                        e.to_string().lines().next().unwrap_or("")
+                    );
+                    failure = Some((completion.id, text));
+                    Err(completion)
+                }
             });
             this.free(delivered);
-            answer(lua, Ok(ran))
+            match failure {
+                None => answer(lua, Ok(ran)),
+                Some((id, text)) => Ok(MultiValue::from_iter([
+                    ran.into_lua(lua)?,
+                    LuaValue::Nil,
+                    text.into_lua(lua)?,
+                    id.into_lua(lua)?,
+                ])),
+            }
         });
 
         methods.add_method("attach", |lua, this, (id, cb): (LuaValue, Function)| {

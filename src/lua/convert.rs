@@ -14,6 +14,10 @@
 //!   "object"`, integer keys become their decimal text.
 //! - functions, threads and other userdata are refused; nesting deeper than 64 levels (a table
 //!   that contains itself) is refused.
+//! - the conversion has a byte budget (the request's `max_request_bytes`, or a fixed one for
+//!   the configuration and the flows' arguments): it stops as soon as the JSON it builds would
+//!   be larger, so a value whose tables share sub-tables (a table reached twice is converted
+//!   twice, as its JSON holds it twice) costs at most the budget's worth of work.
 //!
 //! JSON to Lua (results): objects and arrays become tables (an empty one carries the
 //! `__jsontype` metatable so it converts back to the same JSON); integers become integers (Lua
@@ -47,12 +51,50 @@ pub(crate) fn install_markers(lua: &Lua) -> mlua::Result<(Table, Table)> {
     Ok((array, object))
 }
 
-/// Convert a Lua value to JSON; `path` names it in refusals (`data`, `config`).
-pub(crate) fn to_json(value: &LuaValue, path: &str) -> Result<Value, Refusal> {
-    to_json_at(value, path, 0)
+/// Budget of the conversions whose size no configuration sets (the configuration itself, a
+/// capture, a player's identifiers): 1 MiB of JSON.
+pub(crate) const DEFAULT_BUDGET: usize = 1 << 20;
+
+/// How many bytes of JSON a conversion may still produce (an estimate, never below the real
+/// size: strings count their bytes plus quotes, numbers 24, punctuation 1).
+struct Budget {
+    left: usize,
+    limit: usize,
+    root: String,
 }
 
-fn to_json_at(value: &LuaValue, path: &str, depth: usize) -> Result<Value, Refusal> {
+impl Budget {
+    fn spend(&mut self, n: usize) -> Result<(), Refusal> {
+        match self.left.checked_sub(n) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(Refusal::field(
+                &self.root,
+                format!(
+                    "is larger than {} bytes once encoded as JSON; nothing was sent (does a table hold the same \
+                     sub-table many times?)",
+                    self.limit
+                ),
+            )),
+        }
+    }
+}
+
+/// Convert a Lua value to JSON; `path` names it in refusals (`data`, `config`). Stops with a
+/// refusal once the JSON would be larger than `budget` bytes.
+pub(crate) fn to_json(value: &LuaValue, path: &str, budget: usize) -> Result<Value, Refusal> {
+    let mut budget = Budget { left: budget, limit: budget, root: path.to_string() };
+    to_json_at(value, path, 0, &mut budget)
+}
+
+fn to_json_at(value: &LuaValue, path: &str, depth: usize, budget: &mut Budget) -> Result<Value, Refusal> {
+    budget.spend(match value {
+        LuaValue::String(s) => s.as_bytes().len() + 2,
+        LuaValue::Table(_) => 2,
+        _ => 24,
+    })?;
     match value {
         LuaValue::Nil => Ok(Value::Null),
         LuaValue::LightUserData(p) if p.0.is_null() => Ok(Value::Null),
@@ -70,7 +112,7 @@ fn to_json_at(value: &LuaValue, path: &str, depth: usize) -> Result<Value, Refus
                     format!("nested deeper than {MAX_DEPTH} levels (does a table contain itself?)"),
                 ));
             }
-            table(t, path, depth)
+            table(t, path, depth, budget)
         }
         other => Err(Refusal::field(path, format!("a {} cannot be sent as JSON", other.type_name()))),
     }
@@ -96,13 +138,18 @@ fn int_key(k: &LuaValue) -> Option<i64> {
     }
 }
 
-fn table(t: &Table, path: &str, depth: usize) -> Result<Value, Refusal> {
+fn table(t: &Table, path: &str, depth: usize, budget: &mut Budget) -> Result<Value, Refusal> {
     let marked = t.metatable().and_then(|mt| mt.raw_get::<Option<String>>("__jsontype").ok().flatten());
     let as_object = marked.as_deref() == Some("object");
     let mut items: Vec<(i64, LuaValue)> = Vec::new();
     let mut fields: Vec<(String, LuaValue)> = Vec::new();
     for pair in t.pairs::<LuaValue, LuaValue>() {
         let (k, v) = pair.map_err(|e| Refusal::field(path, format!("could not be read ({e})")))?;
+        // A comma, and for an object its key, a colon and quotes.
+        budget.spend(match &k {
+            LuaValue::String(s) => s.as_bytes().len() + 4,
+            _ => 1,
+        })?;
         match &k {
             LuaValue::String(s) => match s.to_str() {
                 Ok(name) => fields.push((name.to_string(), v)),
@@ -137,7 +184,7 @@ fn table(t: &Table, path: &str, depth: usize) -> Result<Value, Refusal> {
         let mut obj = Map::new();
         for (name, v) in fields {
             let child = format!("{path}.{}", crate::config::printable(&name));
-            let j = to_json_at(&v, &child, depth + 1)?;
+            let j = to_json_at(&v, &child, depth + 1, budget)?;
             obj.insert(name, j);
         }
         return Ok(Value::Object(obj));
@@ -157,7 +204,7 @@ fn table(t: &Table, path: &str, depth: usize) -> Result<Value, Refusal> {
             };
             return Err(Refusal::field(path, problem));
         }
-        out.push(to_json_at(v, &format!("{path}[{pos}]"), depth + 1)?);
+        out.push(to_json_at(v, &format!("{path}[{pos}]"), depth + 1, budget)?);
     }
     Ok(Value::Array(out))
 }

@@ -40,14 +40,21 @@ function M.object(t)
   return setmetatable(t or {}, native.object_mt)
 end
 
-local function default_handler(message, id)
-  io.stderr:write(("sonoran: callback of request %s failed: %s\n"):format(tostring(id), tostring(message)))
+local function default_handler(message, id, kind)
+  if kind == "delivery" then
+    io.stderr:write(tostring(message) .. "\n")
+  else
+    io.stderr:write(("sonoran: callback of request %s failed: %s\n"):format(tostring(id), tostring(message)))
+  end
 end
 
 local module_handler = nil
 
 --- Set the handler for errors raised by callbacks of every client in this state (nil: the
 --- default, which writes to stderr). A client's own handler (cad:on_error) comes first.
+--- It is called as handler(message, request_id, kind): kind is "callback" for an error the
+--- callback raised, "delivery" when a result could not even be handed to its callback (the C
+--- stack was exhausted where poll was called); such a result stays ready for the next poll.
 --- Returns the previous handler.
 function M.on_error(handler)
   if handler ~= nil and type(handler) ~= "function" then
@@ -58,11 +65,11 @@ function M.on_error(handler)
   return previous
 end
 
-local function report(self, message, id)
+local function report(self, message, id, kind)
   local handler = rawget(self, "_on_error") or module_handler or default_handler
-  local ok, err = pcall(handler, message, id)
+  local ok, err = pcall(handler, message, id, kind)
   if not ok then
-    default_handler(("the error handler itself failed (%s) while reporting: %s"):format(tostring(err), tostring(message)), id)
+    default_handler(("the error handler itself failed (%s) while reporting: %s"):format(tostring(err), tostring(message)), id, kind)
   end
 end
 
@@ -87,11 +94,20 @@ function M.new(config)
   end
   -- _idle(max): true when poll(max) would deliver nothing (max valid, no result ready).
   local self = setmetatable({ _raw = raw, _idle = err_or_idle }, Client)
-  -- Runs one callback in protected mode; called by the native poll for each result.
+  -- Runs one callback in protected mode; called by the native poll for each result. An error
+  -- before the callback began (the C stack is exhausted where poll was called) is not the
+  -- callback's: it is raised on, so that the native poll keeps the result for the next poll.
   self._deliver = function(callback, res)
-    local ok, e = xpcall(function() return callback(res) end, function(m) return traceback(tostring(m), 2) end)
+    local began = false
+    local ok, e = xpcall(function()
+      began = true
+      return callback(res)
+    end, function(m) return traceback(tostring(m), 2) end)
     if not ok then
-      report(self, e, res.id)
+      if not began then
+        error(e, 0)
+      end
+      report(self, e, res.id, "callback")
     end
   end
   return self
@@ -163,9 +179,14 @@ function Client:poll(max)
   if self._idle(max) then
     return 0
   end
-  local n, err = self._raw:poll(max, self._deliver)
+  local n, err, undelivered, undelivered_id = self._raw:poll(max, self._deliver)
   if not n then
     raise(err, 2)
+  end
+  if undelivered then
+    -- Not the callback's error: the result could not even be handed to it (the C stack is
+    -- nearly exhausted here, or memory is out). It stays ready; the next poll delivers it.
+    pcall(report, self, "sonoran: " .. undelivered, undelivered_id, "delivery")
   end
   return n
 end

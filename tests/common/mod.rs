@@ -4,6 +4,7 @@
 
 #[path = "../../examples/emulator/mod.rs"]
 pub mod emulator;
+pub mod hostile;
 
 #[allow(unused_imports)]
 pub use emulator::{Emulator, Faults, Options, RateLimit, RetryAfter};

@@ -127,7 +127,7 @@ end
 
 code_case("wrong community", H.config(nil, { community_id = "WRONGCOMM" }),
   function(c, cb) c:get_account({ username = "SonoranBrian" }, cb) end, "INVALID_COMMUNITY_ID")
-code_case("wrong key", H.config(nil, { api_key = "not-the-key" }),
+code_case("wrong key", H.config(nil, { api_key = "not-the-key-0123456789" }),
   function(c, cb) c:get_account({ username = "SonoranBrian" }, cb) end, "INVALID_API_KEY")
 code_case("type the API does not know", H.config(nil, { paths = { UNIT_STATUS = "/general" } }),
   function(c, cb) c:request("UNIT_STATUS", { apiId = BRIAN_ID, status = 2 }, cb) end, "INVALID_REQUEST_TYPE")
