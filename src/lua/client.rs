@@ -96,7 +96,7 @@ fn request_id(v: &LuaValue) -> Result<u64, Refusal> {
 /// `poll` delivery: a Lua state must never be touched off its own thread.
 pub(crate) fn new(lua: &Lua, config: LuaValue) -> mlua::Result<MultiValue> {
     let r = (|| {
-        let mut value = convert::to_json(&config, "config", convert::DEFAULT_BUDGET)?;
+        let mut value = convert::to_json(lua, &config, "config", convert::CONFIG_BUDGET)?;
         if let Value::Object(obj) = &mut value {
             match obj.get("delivery") {
                 None => {
@@ -271,7 +271,7 @@ impl UserData for LuaClient {
                 Ok(cb) => cb,
                 Err(e) => return answer::<bool>(lua, Err(e)),
             };
-            let call = convert::to_json(&data, "data", this.budget()).and_then(|data| match kind.as_str() {
+            let call = convert::to_json(lua, &data, "data", this.budget()).and_then(|data| match kind.as_str() {
                 "set_api_id" => Call::set_api_id(data),
                 "link_character" => Call::link_character(data),
                 "modify_identifier" => Call::modify_identifier(data),
@@ -291,7 +291,9 @@ impl UserData for LuaClient {
             };
             let call = match &ty {
                 LuaValue::String(s) => match s.to_str() {
-                    Ok(ty) => convert::to_json(&data, "data", this.budget()).and_then(|data| Call::generic(&ty, data)),
+                    Ok(ty) => {
+                        convert::to_json(lua, &data, "data", this.budget()).and_then(|data| Call::generic(&ty, data))
+                    }
                     Err(_) => Err(Refusal::field("type", "is not valid UTF-8 text")),
                 },
                 other => Err(Refusal::field(
@@ -310,14 +312,16 @@ impl UserData for LuaClient {
             };
             let r = this.submit_op(lua, cb, |client| {
                 let capture = crate::session::parse_session_value(&convert::to_json(
+                    lua,
                     &capture,
                     "capture",
-                    convert::DEFAULT_BUDGET,
+                    convert::FLOW_BUDGET,
                 )?)?;
                 let ids = match crate::linking::player_ids_from_value(&convert::to_json(
+                    lua,
                     &ids,
                     "identifiers",
-                    convert::DEFAULT_BUDGET,
+                    convert::FLOW_BUDGET,
                 )?)? {
                     crate::linking::PlayerIds::Identifiers(list) => list,
                     crate::linking::PlayerIds::ApiId(_) => {
@@ -336,9 +340,10 @@ impl UserData for LuaClient {
             };
             let r = this.submit_op(lua, cb, |client| {
                 let ids = crate::linking::player_ids_from_value(&convert::to_json(
+                    lua,
                     &ids,
                     "identifiers",
-                    convert::DEFAULT_BUDGET,
+                    convert::FLOW_BUDGET,
                 )?)?;
                 client.is_linked(ids, None)
             })?;
