@@ -1,11 +1,12 @@
-//! Generates the C header from src/ffi.rs with cbindgen into OUT_DIR. The committed copy in
+//! Generates the C header from src/ffi/mod.rs (the C face's exported items) with cbindgen into
+//! OUT_DIR. The committed copy in
 //! include/sonoran.h is rewritten only when SONORAN_WRITE_HEADER=1; a test fails when the two
 //! differ, so the committed header cannot drift from the code.
 
 use std::path::PathBuf;
 
 fn main() {
-    println!("cargo:rerun-if-changed=src/ffi.rs");
+    println!("cargo:rerun-if-changed=src/ffi/mod.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=SONORAN_WRITE_HEADER");
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
@@ -13,9 +14,9 @@ fn main() {
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
     let bindings = cbindgen::Builder::new()
         .with_config(config)
-        .with_src(crate_dir.join("src/ffi.rs"))
+        .with_src(crate_dir.join("src/ffi/mod.rs"))
         .generate()
-        .expect("generating the C header from src/ffi.rs");
+        .expect("generating the C header from src/ffi/mod.rs");
     bindings.write_to_file(&out);
     if std::env::var_os("SONORAN_WRITE_HEADER").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(crate_dir.join("include")).expect("include/");

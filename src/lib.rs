@@ -4,47 +4,44 @@
 //! onto the library's own tokio runtime; its result is delivered exactly once, either inside
 //! [`Client::poll`] on the game thread or on a library delivery thread.
 //!
-//! Layers: the core (`config`, `request`, `wire`, `transport`, `response`, `client`) knows
-//! neither C nor Lua; [`ffi`] is the C ABI and `lua` (behind the `lua54` / `luajit` / `lua51`
-//! features) the Lua module, both thin translators over the core.
+//! The rooms (the README's "Layout" has one line each): the engine (`client/`) knows neither C
+//! nor Lua nor a wire format; each API's wire format has its room under `api/`; the in-game
+//! flows (`flows/`) are written against the engine's public surface; [`ffi`] is the C ABI and
+//! `lua/` (behind the `lua54` / `luajit` / `lua51` features) the Lua module, both thin faces.
 
-pub mod client;
-pub mod config;
-pub mod error;
-pub mod events;
+mod api;
+mod client;
+mod config;
+mod error;
 pub mod ffi;
-pub mod linking;
+mod flows;
 #[cfg(any(feature = "lua54", feature = "luajit", feature = "lua51"))]
 mod lua;
-pub mod policy;
-pub mod ratelimit;
-mod redact;
-pub mod request;
-pub mod response;
-pub mod session;
-mod stats;
+mod request;
+mod response;
+mod text;
 mod transport;
-pub mod wire;
 
 #[cfg(any(
     all(feature = "lua54", feature = "luajit"),
-    all(feature = "lua54", feature = "lua51"),
+    all(feature = "lua51", feature = "lua54"),
     all(feature = "luajit", feature = "lua51")
 ))]
 compile_error!(
     "enable exactly one of the features lua54, luajit, lua51: each build of the Lua module targets one Lua ABI"
 );
 
-pub use client::{Client, ClientStats, Handler, Prepare};
-pub use config::{ApiKey, Config, Delivery, IdentifierType, RateLimits, SetApiIdForm};
+pub use api::RetryClass;
+pub use client::{Callback, Client, ClientStats, Engine, Handler, Level, LogHook, Prepare};
+pub use config::{
+    ApiKey, Config, Delivery, IdentifierType, Rate, RateLimits, SetApiIdForm, DEFAULT_GLOBAL_RATE, MAX_SERVER_WAIT,
+    MIN_API_KEY_CHARS,
+};
 pub use error::Refusal;
-pub use events::{Level, LogHook};
-pub use linking::PlayerIds;
-pub use policy::RetryClass;
-pub use ratelimit::{Rate, DEFAULT_GLOBAL_RATE};
+pub use flows::linking::{PlayerIds, IS_LINKED, LINK_FROM_TABLET};
+pub use flows::session::{parse_session, parse_session_value, Capture};
 pub use request::{Call, Kind, PERMISSIONS};
 pub use response::{Completion, ErrorCode, Failure, Outcome, Success};
-pub use session::{parse_session, parse_session_value, Capture};
 
 /// The library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

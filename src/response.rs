@@ -4,92 +4,73 @@ use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 
-/// Stable, machine-readable error codes. Each is documented in the README and the C header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
+/// Defines [`ErrorCode`] from one list: each variant with its code text. The C header's block
+/// and the README's table are checked against this list by `tests/docs.rs`.
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident => $text:literal,)*) => {
+        /// Stable, machine-readable error codes. Each is documented in the README and the C header.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in documentation order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The code as it appears in result JSON, e.g. `"NOT_LINKED"`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $text,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
     /// 400 `INVALID REQUEST TYPE`.
-    InvalidRequestType,
+    InvalidRequestType => "INVALID_REQUEST_TYPE",
     /// 400 `INVALID COMMUNITY ID`.
-    InvalidCommunityId,
+    InvalidCommunityId => "INVALID_COMMUNITY_ID",
     /// 400 `API IS NOT ENABLED FOR THIS COMMUNITY` / `API ENDPOINT IS NOT ENABLED ...`.
-    ApiNotEnabled,
+    ApiNotEnabled => "API_NOT_ENABLED",
     /// 400 `INVALID API KEY`.
-    InvalidApiKey,
+    InvalidApiKey => "INVALID_API_KEY",
     /// 404 `API ID NOT LINKED TO AN ACCOUNT IN THIS COMMUNITY`.
-    NotLinked,
+    NotLinked => "NOT_LINKED",
     /// HTTP 200 `Backend Service Reached`: nothing answers at this path.
-    InvalidEndpoint,
+    InvalidEndpoint => "INVALID_ENDPOINT",
     /// HTTP 429; `retry_after_ms` carries the server's `Retry-After` when it sent one.
-    RateLimited,
+    RateLimited => "RATE_LIMITED",
     /// HTTP 5xx.
-    ServerError,
-    /// Any other HTTP status that is not a success.
-    HttpError,
+    ServerError => "SERVER_ERROR",
+    /// Any other HTTP status that is not a success, a 3xx (never followed) included.
+    HttpError => "HTTP_ERROR",
     /// An answer the library could not read (not UTF-8, invalid JSON, too large).
-    BadResponse,
+    BadResponse => "BAD_RESPONSE",
     /// No complete answer within the request's timeout.
-    Timeout,
+    Timeout => "TIMEOUT",
     /// Connecting, sending or receiving failed; the message carries the cause chain.
-    Network,
+    Network => "NETWORK",
     /// Cancelled by the caller before it completed.
-    Cancelled,
+    Cancelled => "CANCELLED",
     /// The client was closed or freed before the request completed.
-    Shutdown,
+    Shutdown => "SHUTDOWN",
     /// Tablet / checker flows: the player has no identifier of the configured type.
-    NoIdentifier,
+    NoIdentifier => "NO_IDENTIFIER",
     /// Not sent: sending is stopped after a fatal configuration answer (`INVALID_API_KEY`,
     /// `INVALID_COMMUNITY_ID` stop every type, `API_NOT_ENABLED` its type) until the client is
     /// resumed or `disable_cooldown_ms` passes. `disabled_by` names the original error.
-    ApiDisabled,
+    ApiDisabled => "API_DISABLED",
     /// The library caught a panic (a bug) while running the request; Rust's panic hook wrote
     /// its message to stderr. The request may or may not have reached the API.
-    Internal,
+    Internal => "INTERNAL",
 }
 
-impl ErrorCode {
-    /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 17] = [
-        ErrorCode::InvalidRequestType,
-        ErrorCode::InvalidCommunityId,
-        ErrorCode::ApiNotEnabled,
-        ErrorCode::InvalidApiKey,
-        ErrorCode::NotLinked,
-        ErrorCode::InvalidEndpoint,
-        ErrorCode::RateLimited,
-        ErrorCode::ServerError,
-        ErrorCode::HttpError,
-        ErrorCode::BadResponse,
-        ErrorCode::Timeout,
-        ErrorCode::Network,
-        ErrorCode::Cancelled,
-        ErrorCode::Shutdown,
-        ErrorCode::NoIdentifier,
-        ErrorCode::ApiDisabled,
-        ErrorCode::Internal,
-    ];
-
-    /// The code as it appears in result JSON, e.g. `"NOT_LINKED"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidRequestType => "INVALID_REQUEST_TYPE",
-            ErrorCode::InvalidCommunityId => "INVALID_COMMUNITY_ID",
-            ErrorCode::ApiNotEnabled => "API_NOT_ENABLED",
-            ErrorCode::InvalidApiKey => "INVALID_API_KEY",
-            ErrorCode::NotLinked => "NOT_LINKED",
-            ErrorCode::InvalidEndpoint => "INVALID_ENDPOINT",
-            ErrorCode::RateLimited => "RATE_LIMITED",
-            ErrorCode::ServerError => "SERVER_ERROR",
-            ErrorCode::HttpError => "HTTP_ERROR",
-            ErrorCode::BadResponse => "BAD_RESPONSE",
-            ErrorCode::Timeout => "TIMEOUT",
-            ErrorCode::Network => "NETWORK",
-            ErrorCode::Cancelled => "CANCELLED",
-            ErrorCode::Shutdown => "SHUTDOWN",
-            ErrorCode::NoIdentifier => "NO_IDENTIFIER",
-            ErrorCode::ApiDisabled => "API_DISABLED",
-            ErrorCode::Internal => "INTERNAL",
-        }
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 

@@ -1,5 +1,5 @@
 //! HTTP: one pooled reqwest client (rustls), bodies read under a size cap, failures described
-//! with their whole cause chain.
+//! with their whole cause chain and with whether anything was sent.
 //!
 //! The API key travels in every request, so the client goes nowhere but the configured origin:
 //! redirects are never followed (a 3xx is an answer, classified as an error), environment
@@ -7,11 +7,19 @@
 //! sends requests through a proxy. At most `max_connections` requests are on the wire at once,
 //! so a burst waits for a connection instead of opening one socket per request.
 
+use crate::api::{Header, Method, Outgoing, RawResponse};
 use crate::config::Config;
 use crate::error::Refusal;
 use crate::response::{ErrorCode, Failure};
-use crate::wire::RawResponse;
 use std::time::Duration;
+
+/// A call that got no answer, and whether any of it can have reached the server: retry
+/// decisions rest on this, never on a message's text.
+pub(crate) struct SendError {
+    pub failure: Failure,
+    /// Nothing was sent: the connection could not be made (or timed out while being made).
+    pub nothing_sent: bool,
+}
 
 pub(crate) struct Transport {
     http: reqwest::Client,
@@ -22,13 +30,22 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
-    pub(crate) fn new(config: &Config) -> Result<Transport, Refusal> {
+    /// The HTTP client for `config`, sending `headers` with every request.
+    pub(crate) fn new(config: &Config, headers: &[Header]) -> Result<Transport, Refusal> {
+        let mut default_headers = reqwest::header::HeaderMap::new();
+        for h in headers {
+            let mut value = reqwest::header::HeaderValue::from_str(&h.value)
+                .map_err(|_| Refusal::new(format!("{}: not usable in an HTTP header", h.name)))?;
+            value.set_sensitive(h.sensitive);
+            default_headers.insert(h.name, value);
+        }
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("sonoran/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(config.max_connections)
             .redirect(reqwest::redirect::Policy::none())
+            .default_headers(default_headers)
             .no_proxy();
         if let Some(proxy) = &config.proxy {
             let proxy = reqwest::Proxy::all(proxy.as_str())
@@ -45,22 +62,26 @@ impl Transport {
         })
     }
 
-    /// POST a JSON body to `{base}{path}` and read the whole answer (up to the size cap).
-    pub(crate) async fn post(&self, path: &str, body: Vec<u8>) -> Result<RawResponse, Failure> {
+    /// Send one request to `{base}{path}` and read the whole answer (up to the size cap).
+    pub(crate) async fn send(&self, out: &Outgoing) -> Result<RawResponse, SendError> {
         // Held until the whole answer is read: the connection is in use that long.
-        let _connection =
-            self.connections.acquire().await.map_err(|_| {
-                Failure::new(0, ErrorCode::Shutdown, "the client was closed before the request was sent")
-            })?;
-        let url = format!("{}{}", self.base_url, path);
-        let mut resp = self
-            .http
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_failure(&e, 0))?;
+        let _connection = self.connections.acquire().await.map_err(|_| SendError {
+            failure: Failure::new(0, ErrorCode::Shutdown, "the client was closed before the request was sent"),
+            nothing_sent: true,
+        })?;
+        let method = match out.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        let mut request = self.http.request(method, format!("{}{}", self.base_url, out.path));
+        if let Some(body) = &out.body {
+            request =
+                request.header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8").body(body.clone());
+        }
+        let mut resp = request.send().await.map_err(|e| transport_failure(&e, 0))?;
         let status = resp.status().as_u16();
         let header = |name: reqwest::header::HeaderName| {
             resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
@@ -73,15 +94,16 @@ impl Transport {
                 .map(|u| u.origin().ascii_serialization())
                 .unwrap_or_else(|| "an address it did not give (no usable Location)".to_string())
         });
-        let too_large = |n: u64| {
-            Failure::new(
+        let too_large = |n: u64| SendError {
+            failure: Failure::new(
                 status,
                 ErrorCode::BadResponse,
                 format!(
                     "HTTP {status}: the answer is larger than max_response_bytes ({n} > {} bytes)",
                     self.max_response_bytes
                 ),
-            )
+            ),
+            nothing_sent: false,
         };
         if let Some(len) = resp.content_length() {
             if len > self.max_response_bytes as u64 {
@@ -99,9 +121,13 @@ impl Transport {
     }
 }
 
-fn transport_failure(e: &reqwest::Error, status: u16) -> Failure {
+/// A failure of reqwest's, with whether anything was sent: the transport's only timeout is its
+/// connect timeout (the request's deadline is the engine's), so a timeout sent nothing either.
+fn transport_failure(e: &reqwest::Error, status: u16) -> SendError {
+    let nothing_sent = status == 0 && (e.is_connect() || e.is_timeout());
     if e.is_timeout() {
-        return Failure::new(status, ErrorCode::Timeout, format!("timed out: {}", describe(e)));
+        let failure = Failure::new(status, ErrorCode::Timeout, format!("timed out: {}", describe(e)));
+        return SendError { failure, nothing_sent };
     }
     let what = if e.is_connect() {
         "could not connect"
@@ -110,7 +136,7 @@ fn transport_failure(e: &reqwest::Error, status: u16) -> Failure {
     } else {
         "the request failed"
     };
-    Failure::new(status, ErrorCode::Network, format!("{what}: {}", describe(e)))
+    SendError { failure: Failure::new(status, ErrorCode::Network, format!("{what}: {}", describe(e))), nothing_sent }
 }
 
 /// An error and every cause under it, joined with ": ", repeated text left out.

@@ -1,6 +1,7 @@
 //! Property tests (bounded case counts, part of `cargo test`): request validation from arbitrary
-//! JSON, response classification from arbitrary status / headers / body, the tablet capture
-//! parser from arbitrary text, and the retry class of arbitrary calls; and arbitrary Unicode
+//! JSON and the tablet capture parser from arbitrary text (response classification from
+//! arbitrary answers is a property test beside the code, in `src/api/legacy_tests.rs`); and
+//! arbitrary Unicode
 //! (any character, not only ASCII) fed to every entry point that takes text: request fields,
 //! player identifiers, captures, the configuration, type names, paths and sections. None may
 //! panic; what they accept must hold up. `PROPTEST_CASES=100000 cargo test --release --test properties`
@@ -9,8 +10,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use sonoran::wire::{classify, parse_retry_after, RawResponse};
-use sonoran::{parse_session, Call, Client, Config, ErrorCode, PlayerIds};
+use sonoran::{parse_session, Call, Client, Config, PlayerIds};
 use std::sync::OnceLock;
 
 /// Any text: arbitrary Unicode, mixed with the prefixes and separators the parsers look for
@@ -113,56 +113,10 @@ proptest! {
             let again = Call::generic(&ty, Value::Array(call.data.clone()));
             if call.data.is_empty() {
                 // Only untyped types take `null` / `[]`.
-                prop_assert_eq!(call.kind, sonoran::Kind::Other);
+                prop_assert_eq!(call.kind(), sonoran::Kind::Other);
             } else {
                 prop_assert_eq!(again.expect("accepted data validates again"), call.clone());
             }
-            let _ = sonoran::policy::retry_class(&ty, &call.data);
-        }
-    }
-
-    /// Classification never panics, and agrees with the status on the broad outcome.
-    #[test]
-    fn classification_of_arbitrary_answers(
-        status in prop_oneof![100u16..600, Just(200u16), Just(400), Just(404), Just(429), Just(503)],
-        content_type in proptest::option::of(prop_oneof![
-            Just("application/json".to_string()),
-            Just("text/plain; charset=utf-8".to_string()),
-            Just("application/problem+json".to_string()),
-            ".{0,30}",
-        ]),
-        retry_after in proptest::option::of(prop_oneof![
-            "[0-9]{1,25}",
-            "[0-9]{1,5}\\\\.[0-9]{1,4}",
-            Just("Wed, 21 Oct 2015 07:28:00 GMT".to_string()),
-            ".{0,40}",
-        ]),
-        body in prop_oneof![
-            prop::collection::vec(any::<u8>(), 0..64),
-            ".{0,64}".prop_map(String::into_bytes),
-            json_value().prop_map(|v| v.to_string().into_bytes()),
-            prop_oneof![
-                Just("INVALID API KEY"), Just("API ID NOT LINKED TO AN ACCOUNT IN THIS COMMUNITY"),
-                Just("Backend Service Reached"), Just("{\"message\":\"API rate limit exceeded\"}"),
-            ].prop_map(|s| s.as_bytes().to_vec()),
-        ],
-    ) {
-        let raw = RawResponse { status, content_type, retry_after: retry_after.clone(), redirect_to: None, body };
-        match classify("CHECK_APIID", raw) {
-            Ok(s) => prop_assert!((200..300).contains(&s.status)),
-            Err(f) => {
-                prop_assert_eq!(f.status, status);
-                prop_assert!(f.message.len() <= 700, "messages are clipped: {}", f.message.len());
-                if status == 429 {
-                    prop_assert_eq!(f.code, ErrorCode::RateLimited);
-                }
-                if f.code != ErrorCode::RateLimited {
-                    prop_assert_eq!(f.retry_after_ms, None);
-                }
-            }
-        }
-        if let Some(v) = retry_after {
-            let _ = parse_retry_after(&v, std::time::SystemTime::now());
         }
     }
 
@@ -208,8 +162,6 @@ proptest! {
         for id in submitted.into_iter().flatten() {
             c.cancel(id);
         }
-        let _ = sonoran::linking::pick_api_id(&ids, sonoran::IdentifierType::Steam, false);
-        let _ = sonoran::linking::pick_api_id(&ids, sonoran::IdentifierType::License, true);
         c.poll(0, |_| {});
     }
 

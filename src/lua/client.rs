@@ -9,7 +9,10 @@ use super::convert;
 use crate::client::Client;
 use crate::config::Config;
 use crate::error::Refusal;
+use crate::flows::linking::PlayerIds;
+use crate::flows::session::parse_session_value;
 use crate::request::Call;
+use crate::text::printable;
 use mlua::{ffi, Function, IntoLua, Lua, MultiValue, RegistryKey, UserData, UserDataMethods, Value as LuaValue};
 use serde_json::Value;
 use std::cell::RefCell;
@@ -70,14 +73,6 @@ fn answer<T: IntoLua>(lua: &Lua, r: Result<T, Refusal>) -> mlua::Result<MultiVal
     match r {
         Ok(v) => Ok(MultiValue::from_iter([v.into_lua(lua)?])),
         Err(refusal) => Ok(MultiValue::from_iter([LuaValue::Nil, refusal.message().into_lua(lua)?])),
-    }
-}
-
-fn callback_arg(cb: LuaValue) -> Result<Option<Function>, Refusal> {
-    match cb {
-        LuaValue::Nil => Ok(None),
-        LuaValue::Function(f) => Ok(Some(f)),
-        other => Err(Refusal::field("callback", format!("expected a function or nil, got a {}", other.type_name()))),
     }
 }
 
@@ -170,11 +165,7 @@ unsafe extern "C-unwind" fn poll_idle(state: *mut ffi::lua_State) -> c_int {
     let handle = ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Option<Arc<Client>>;
     let max_ok = match ffi::lua_type(state, 1) {
         ffi::LUA_TNIL | ffi::LUA_TNONE => true,
-        ffi::LUA_TNUMBER => {
-            // The same rule as the poll method: a whole number >= 0 (NaN and infinities fail).
-            let n = ffi::lua_tonumber(state, 1);
-            n >= 0.0 && n.fract() == 0.0
-        }
+        ffi::LUA_TNUMBER => poll_max(ffi::lua_tonumber(state, 1)).is_some(),
         _ => false,
     };
     let idle = max_ok && !handle.is_null() && (*handle).as_ref().is_some_and(|c| c.ready() == 0);
@@ -182,35 +173,41 @@ unsafe extern "C-unwind" fn poll_idle(state: *mut ffi::lua_State) -> c_int {
     1
 }
 
-impl LuaClient {
-    fn submit(
-        &self,
-        lua: &Lua,
-        call: Result<Call, Refusal>,
-        cb: Option<Function>,
-    ) -> mlua::Result<Result<u64, Refusal>> {
-        self.submit_op(lua, cb, |client| client.submit(call?, None))
-    }
+/// `poll(max)`'s count: a whole number >= 0 (NaN and infinities are not); the rule of both the
+/// `poll` method and its idle fast path.
+fn poll_max(n: f64) -> Option<usize> {
+    (n >= 0.0 && n.fract() == 0.0).then_some(n.min(usize::MAX as f64) as usize)
+}
 
-    /// Queue any operation of the core (a call or a flow) with the callback held in the registry.
+impl LuaClient {
+    /// Queue a call or a flow with its callback (`cb`: a function or nil) held in the registry,
+    /// and answer the id or `nil, message`.
     fn submit_op(
         &self,
         lua: &Lua,
-        cb: Option<Function>,
-        op: impl FnOnce(&crate::Client) -> Result<u64, Refusal>,
-    ) -> mlua::Result<Result<u64, Refusal>> {
+        cb: LuaValue,
+        op: impl FnOnce(&Client) -> Result<u64, Refusal>,
+    ) -> mlua::Result<MultiValue> {
+        let cb = match cb {
+            LuaValue::Nil => None,
+            LuaValue::Function(f) => Some(f),
+            other => {
+                let e = format!("expected a function or nil, got a {}", other.type_name());
+                return answer::<bool>(lua, Err(Refusal::field("callback", e)));
+            }
+        };
         // Hold the callback before submitting, so an accepted request always has it.
         let key = cb.map(|f| lua.create_registry_value(f)).transpose()?;
         match op(&self.client) {
             Ok(id) => {
                 self.callbacks.borrow_mut().insert(id, key);
-                Ok(Ok(id))
+                answer(lua, Ok(id))
             }
             Err(e) => {
                 if let Some(k) = key {
                     lua.remove_registry_value(k)?;
                 }
-                Ok(Err(e))
+                answer::<bool>(lua, Err(e))
             }
         }
     }
@@ -224,13 +221,11 @@ impl LuaClient {
     /// face's protected runner), then release the callback. When the call itself fails (the
     /// C stack is exhausted, memory is out), the callback stays held for the next attempt.
     fn deliver(&self, lua: &Lua, deliver: &Function, completion: &crate::Completion) -> mlua::Result<()> {
-        let slot = match self.callbacks.borrow().get(&completion.id) {
-            Some(Some(key)) => key.id(),
+        let slot = self.callbacks.borrow().get(&completion.id).and_then(|k| k.as_ref().map(RegistryKey::id));
+        let Some(slot) = slot else {
             // No callback (or an unknown id): nothing to run; the entry goes.
-            _ => {
-                self.callbacks.borrow_mut().remove(&completion.id);
-                return Ok(());
-            }
+            self.callbacks.borrow_mut().remove(&completion.id);
+            return Ok(());
         };
         // One protected call per result: push the callback and the result table with the raw API
         // (no per-value protected calls or references), then call the runner. Nothing owned
@@ -267,103 +262,65 @@ impl LuaClient {
 impl UserData for LuaClient {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("submit", |lua, this, (kind, data, cb): (String, LuaValue, LuaValue)| {
-            let cb = match callback_arg(cb) {
-                Ok(cb) => cb,
-                Err(e) => return answer::<bool>(lua, Err(e)),
-            };
-            let call = convert::to_json(lua, &data, "data", this.budget()).and_then(|data| match kind.as_str() {
-                "set_api_id" => Call::set_api_id(data),
-                "link_character" => Call::link_character(data),
-                "modify_identifier" => Call::modify_identifier(data),
-                "set_account_permissions" => Call::set_account_permissions(data),
-                "get_account" => Call::get_account(data),
-                "check_api_id" => Call::check_api_id(data),
-                other => Err(Refusal::new(format!("no typed call named '{}'", crate::config::printable(other)))),
-            });
-            let r = this.submit(lua, call, cb)?;
-            answer(lua, r)
+            this.submit_op(lua, cb, |client| {
+                let data = convert::to_json(lua, &data, "data", this.budget())?;
+                let call = match kind.as_str() {
+                    "set_api_id" => Call::set_api_id(data),
+                    "link_character" => Call::link_character(data),
+                    "modify_identifier" => Call::modify_identifier(data),
+                    "set_account_permissions" => Call::set_account_permissions(data),
+                    "get_account" => Call::get_account(data),
+                    "check_api_id" => Call::check_api_id(data),
+                    other => Err(Refusal::new(format!("no typed call named '{}'", printable(other)))),
+                }?;
+                client.submit(call, None)
+            })
         });
 
         methods.add_method("request", |lua, this, (ty, data, cb): (LuaValue, LuaValue, LuaValue)| {
-            let cb = match callback_arg(cb) {
-                Ok(cb) => cb,
-                Err(e) => return answer::<bool>(lua, Err(e)),
-            };
-            let call = match &ty {
-                LuaValue::String(s) => match s.to_str() {
-                    Ok(ty) => {
-                        convert::to_json(lua, &data, "data", this.budget()).and_then(|data| Call::generic(&ty, data))
+            this.submit_op(lua, cb, |client| {
+                let ty = match &ty {
+                    LuaValue::String(s) => s.to_str().map_err(|_| Refusal::field("type", "is not valid UTF-8 text"))?,
+                    other => {
+                        return Err(Refusal::field(
+                            "type",
+                            format!("expected an API type name like \"UNIT_STATUS\", got a {}", other.type_name()),
+                        ))
                     }
-                    Err(_) => Err(Refusal::field("type", "is not valid UTF-8 text")),
-                },
-                other => Err(Refusal::field(
-                    "type",
-                    format!("expected an API type name like \"UNIT_STATUS\", got a {}", other.type_name()),
-                )),
-            };
-            let r = this.submit(lua, call, cb)?;
-            answer(lua, r)
+                };
+                let data = convert::to_json(lua, &data, "data", this.budget())?;
+                client.submit(Call::generic(&ty, data)?, None)
+            })
         });
 
         methods.add_method("link_from_tablet", |lua, this, (capture, ids, cb): (LuaValue, LuaValue, LuaValue)| {
-            let cb = match callback_arg(cb) {
-                Ok(cb) => cb,
-                Err(e) => return answer::<bool>(lua, Err(e)),
-            };
-            let r = this.submit_op(lua, cb, |client| {
-                let capture = crate::session::parse_session_value(&convert::to_json(
-                    lua,
-                    &capture,
-                    "capture",
-                    convert::FLOW_BUDGET,
-                )?)?;
-                let ids = match crate::linking::player_ids_from_value(&convert::to_json(
-                    lua,
-                    &ids,
-                    "identifiers",
-                    convert::FLOW_BUDGET,
-                )?)? {
-                    crate::linking::PlayerIds::Identifiers(list) => list,
-                    crate::linking::PlayerIds::ApiId(_) => {
-                        return Err(Refusal::field("identifiers", "expected the player's identifiers as a list"))
-                    }
-                };
+            this.submit_op(lua, cb, |client| {
+                let capture = parse_session_value(&convert::to_json(lua, &capture, "capture", convert::FLOW_BUDGET)?)?;
+                let ids =
+                    PlayerIds::list_from_value(&convert::to_json(lua, &ids, "identifiers", convert::FLOW_BUDGET)?)?;
                 client.link_from_tablet(&capture, &ids, None)
-            })?;
-            answer(lua, r)
+            })
         });
 
         methods.add_method("is_linked", |lua, this, (ids, cb): (LuaValue, LuaValue)| {
-            let cb = match callback_arg(cb) {
-                Ok(cb) => cb,
-                Err(e) => return answer::<bool>(lua, Err(e)),
-            };
-            let r = this.submit_op(lua, cb, |client| {
-                let ids = crate::linking::player_ids_from_value(&convert::to_json(
-                    lua,
-                    &ids,
-                    "identifiers",
-                    convert::FLOW_BUDGET,
-                )?)?;
+            this.submit_op(lua, cb, |client| {
+                let ids = PlayerIds::from_value(&convert::to_json(lua, &ids, "identifiers", convert::FLOW_BUDGET)?)?;
                 client.is_linked(ids, None)
-            })?;
-            answer(lua, r)
+            })
         });
 
         methods.add_method("stats", |lua, this, ()| convert::to_lua(lua, &this.client.stats().to_value()));
 
-        methods.add_method("poll", |lua, this, (max, deliver): (LuaValue, Function)| {
-            let max = match &max {
-                LuaValue::Nil => 0,
-                LuaValue::Integer(n) if *n >= 0 => *n as usize,
-                LuaValue::Number(n) if n.fract() == 0.0 && *n >= 0.0 => *n as usize,
-                other => {
-                    let e = Refusal::field(
-                        "max",
-                        format!("expected a count >= 0 (0 or nil: all ready), got {}", other.type_name()),
-                    );
-                    return answer::<bool>(lua, Err(e));
-                }
+        methods.add_method("poll", |lua, this, (max_arg, deliver): (LuaValue, Function)| {
+            let max = match &max_arg {
+                LuaValue::Nil => Some(0),
+                LuaValue::Integer(n) => poll_max(*n as f64),
+                LuaValue::Number(n) => poll_max(*n),
+                _ => None,
+            };
+            let Some(max) = max else {
+                let e = format!("expected a count >= 0 (0 or nil: all ready), got {}", max_arg.type_name());
+                return answer::<bool>(lua, Err(Refusal::field("max", e)));
             };
             let ready = this.client.ready();
             let mut delivered = Vec::with_capacity(if max == 0 { ready } else { max.min(ready) });

@@ -71,7 +71,7 @@ impl Path<'_> {
     fn render(&self) -> String {
         match self {
             Path::Root(name) => name.to_string(),
-            Path::Key(parent, key) => format!("{}.{}", parent.render(), crate::config::printable(key)),
+            Path::Key(parent, key) => format!("{}.{}", parent.render(), crate::text::printable(key)),
             Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
         }
     }
@@ -301,7 +301,7 @@ fn finish(
     if !items.is_empty() && !fields.is_empty() {
         return Err(path.refuse(format!(
             "mixes array items (1, 2, ...) with named keys ('{}'): use one or the other",
-            crate::config::printable(&fields[0].0)
+            crate::text::printable(&fields[0].0)
         )));
     }
     if !fields.is_empty() || (items.is_empty() && as_object) {
@@ -332,39 +332,12 @@ fn finish(
     Ok(Value::Array(out))
 }
 
-/// Convert JSON to a Lua value (see the module documentation for the rules).
+/// Convert JSON to a Lua value (see the module documentation for the rules), with the one
+/// converter the result tables use too ([`push_json`]).
 pub(crate) fn to_lua(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
-    Ok(match value {
-        Value::Null => LuaValue::NULL,
-        Value::Bool(b) => LuaValue::Boolean(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => LuaValue::Integer(i as mlua::Integer),
-            None => LuaValue::Number(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Value::String(s) => LuaValue::String(lua.create_string(s)?),
-        Value::Array(items) => {
-            let t = lua.create_table_with_capacity(items.len(), 0)?;
-            if items.is_empty() {
-                t.set_metatable(Some(lua.named_registry_value::<Table>(ARRAY_MT)?));
-            }
-            for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, to_lua(lua, item)?)?;
-            }
-            LuaValue::Table(t)
-        }
-        Value::Object(fields) => {
-            let t = lua.create_table_with_capacity(0, fields.len())?;
-            if fields.is_empty() {
-                t.set_metatable(Some(lua.named_registry_value::<Table>(OBJECT_MT)?));
-            }
-            for (k, v) in fields {
-                if !v.is_null() {
-                    t.raw_set(k.as_str(), to_lua(lua, v)?)?;
-                }
-            }
-            LuaValue::Table(t)
-        }
-    })
+    // SAFETY: on the state's own thread, inside exec_raw's protected call; push_json owns
+    // nothing that a memory error unwinding through it could leak.
+    unsafe { lua.exec_raw::<LuaValue>((), |state| push_json(state, value)) }
 }
 
 /// Push a completion's result table onto the stack, built straight from its parts (no JSON
@@ -453,7 +426,7 @@ unsafe fn set_marker(state: *mut ffi::lua_State, name: &CStr) {
     ffi::lua_setmetatable(state, -2);
 }
 
-/// Push a JSON value as `to_lua` converts it, with the raw API (see [`push_completion`]).
+/// Push a JSON value with the raw API (see [`push_completion`]).
 unsafe fn push_json(state: *mut ffi::lua_State, value: &Value) {
     match value {
         Value::Null => ffi::lua_pushlightuserdata(state, std::ptr::null_mut()),

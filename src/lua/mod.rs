@@ -80,7 +80,7 @@ pub unsafe extern "C-unwind" fn luaopen_sonoran(state: *mut ffi::lua_State) -> c
 /// `sonoran.parse_session(text_or_table)`: the capture table, or `nil, message`.
 fn parse_session(lua: &Lua, capture: LuaValue) -> mlua::Result<(LuaValue, Option<String>)> {
     let parsed = convert::to_json(lua, &capture, "capture", convert::FLOW_BUDGET)
-        .and_then(|v| crate::session::parse_session_value(&v));
+        .and_then(|v| crate::flows::session::parse_session_value(&v));
     match parsed {
         Ok(c) => Ok((convert::to_lua(lua, &c.to_value())?, None)),
         Err(e) => Ok((LuaValue::Nil, Some(e.message().to_string()))),

@@ -113,6 +113,19 @@ function M.new(config)
   return self
 end
 
+-- Every request method: the native call, a refusal raised at the caller's line, the id.
+local function request_method(name, call)
+  Client[name] = function(self, ...)
+    need_client(self, name)
+    local id, err = call(self._raw, ...)
+    if not id then
+      raise(err, 2)
+    end
+    return id
+  end
+end
+
+-- The six typed calls: cad:set_api_id(data, callback), ...
 for _, name in ipairs({
   "set_api_id",
   "link_character",
@@ -121,45 +134,15 @@ for _, name in ipairs({
   "get_account",
   "check_api_id",
 }) do
-  Client[name] = function(self, data, callback)
-    need_client(self, name)
-    local id, err = self._raw:submit(name, data, callback)
-    if not id then
-      raise(err, 2)
-    end
-    return id
-  end
+  request_method(name, function(raw, data, callback) return raw:submit(name, data, callback) end)
 end
 
---- Any API type: cad:request("UNIT_STATUS", data, callback). Returns the request id.
-function Client:request(request_type, data, callback)
-  need_client(self, "request")
-  local id, err = self._raw:request(request_type, data, callback)
-  if not id then
-    raise(err, 2)
-  end
-  return id
-end
-
---- The tablet flow: cad:link_from_tablet(capture, identifiers, callback). `capture` is the
---- tablet's login text or a parsed table; `identifiers` the player's list from the game server.
-function Client:link_from_tablet(capture, identifiers, callback)
-  need_client(self, "link_from_tablet")
-  local id, err = self._raw:link_from_tablet(capture, identifiers, callback)
-  if not id then
-    raise(err, 2)
-  end
-  return id
-end
-
---- The API ID checker: cad:is_linked(identifiers_or_api_id, callback).
-function Client:is_linked(ids, callback)
-  need_client(self, "is_linked")
-  local id, err = self._raw:is_linked(ids, callback)
-  if not id then
-    raise(err, 2)
-  end
-  return id
+-- cad:request("UNIT_STATUS", data, callback): any API type.
+-- cad:link_from_tablet(capture, identifiers, callback): the tablet flow; `capture` is the
+--   tablet's login text or a parsed table, `identifiers` the player's list from the game server.
+-- cad:is_linked(identifiers_or_api_id, callback): the API ID checker.
+for _, name in ipairs({ "request", "link_from_tablet", "is_linked" }) do
+  request_method(name, function(raw, ...) return raw[name](raw, ...) end)
 end
 
 --- Counters, waits and latency percentiles as a table.

@@ -1,5 +1,8 @@
-//! Counters of what the client did: lock-free, read by `Client::stats()`.
+//! Counters of what the client did: lock-free, read by `Client::stats()` as a [`ClientStats`]
+//! snapshot.
 
+use super::pacing::Limiter;
+use super::stops::Stops;
 use crate::response::ErrorCode;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -92,10 +95,7 @@ impl Stats {
     pub(crate) fn completed(&self, code: Option<ErrorCode>, latency: Duration) {
         match code {
             None => self.completed_ok.fetch_add(1, Ordering::Relaxed),
-            Some(c) => {
-                let i = ErrorCode::ALL.iter().position(|x| *x == c).expect("every code is in ALL");
-                self.completed[i].fetch_add(1, Ordering::Relaxed)
-            }
+            Some(c) => self.completed[c as usize].fetch_add(1, Ordering::Relaxed),
         };
         self.request_latency.record(latency);
     }
@@ -134,6 +134,92 @@ impl<'a> Gauge<'a> {
 impl Drop for Gauge<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of the client's counters (`Client::stats`). `to_value()` gives the JSON that
+/// `sonoran_stats` returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientStats {
+    /// Accepted requests whose callback has not run yet.
+    pub pending: usize,
+    /// Requests waiting for their turn: limiter queue, 429 pause, retry backoff, coalescing window.
+    pub queued: usize,
+    /// Of those, requests in the limiter's queue.
+    pub waiting_for_limiter: usize,
+    /// HTTP calls on the wire now.
+    pub in_flight: usize,
+    pub submitted: u64,
+    /// Completions by code: `{"OK": n, "NOT_LINKED": n, ...}` (codes seen so far).
+    pub completed: Value,
+    /// HTTP calls made (retries included; a coalesced call counts once).
+    pub api_calls: u64,
+    pub retries: u64,
+    /// 429 answers received.
+    pub rate_limited_429: u64,
+    /// Requests that went out inside a coalesced call.
+    pub coalesced: u64,
+    /// Total time requests spent waiting in the limiter's queue.
+    pub limiter_wait_ms: u64,
+    /// One HTTP call: `{"count", "p50", "p90", "p99", "max"}` in ms (bucket upper bounds).
+    pub latency_ms: Value,
+    /// One request, accepted to completed, same shape.
+    pub request_latency_ms: Value,
+    /// Stopped types: `{"*" | "TYPE": {"cause": "INVALID_API_KEY", "remaining_ms": n}}`.
+    pub disabled: Value,
+    /// Types paused by a 429: `{"TYPE": remaining ms}`.
+    pub paused: Value,
+}
+
+impl ClientStats {
+    /// The snapshot as JSON (the shape `sonoran_stats` and `cad:stats()` return).
+    pub fn to_value(&self) -> Value {
+        json!({
+            "pending": self.pending,
+            "queued": self.queued,
+            "waiting_for_limiter": self.waiting_for_limiter,
+            "in_flight": self.in_flight,
+            "submitted": self.submitted,
+            "completed": self.completed,
+            "api_calls": self.api_calls,
+            "retries": self.retries,
+            "rate_limited_429": self.rate_limited_429,
+            "coalesced": self.coalesced,
+            "limiter_wait_ms": self.limiter_wait_ms,
+            "latency_ms": self.latency_ms,
+            "request_latency_ms": self.request_latency_ms,
+            "disabled": self.disabled,
+            "paused": self.paused,
+        })
+    }
+}
+
+/// The snapshot `Client::stats` returns.
+pub(super) fn snapshot(st: &Stats, limiter: &Limiter, stops: &Stops, pending: usize) -> ClientStats {
+    let (latency_ms, request_latency_ms) = st.histograms();
+    let mut disabled = Map::new();
+    for (ty, stop) in stops.snapshot() {
+        let remaining = stop.until.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64;
+        disabled.insert(ty.unwrap_or_else(|| "*".to_string()), json!({"cause": stop.cause, "remaining_ms": remaining}));
+    }
+    let paused: Map<String, Value> =
+        limiter.pauses().into_iter().map(|(t, d)| (t.to_string(), json!(d.as_millis() as u64))).collect();
+    ClientStats {
+        pending,
+        queued: st.queued.load(Ordering::Relaxed),
+        waiting_for_limiter: limiter.waiting(),
+        in_flight: st.in_flight.load(Ordering::Relaxed),
+        submitted: st.submitted.load(Ordering::Relaxed),
+        completed: st.completed_value(),
+        api_calls: st.api_calls.load(Ordering::Relaxed),
+        retries: st.retries.load(Ordering::Relaxed),
+        rate_limited_429: st.rate_limited_429.load(Ordering::Relaxed),
+        coalesced: st.coalesced.load(Ordering::Relaxed),
+        limiter_wait_ms: st.limiter_wait_us.load(Ordering::Relaxed) / 1000,
+        latency_ms,
+        request_latency_ms,
+        disabled: Value::Object(disabled),
+        paused: Value::Object(paused),
     }
 }
 

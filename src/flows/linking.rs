@@ -2,12 +2,12 @@
 //! whether a player is linked (with a short-lived, single-flight cache so a join storm does not
 //! call the API once per check).
 
-use crate::client::{Client, Handler, Inner};
-use crate::config::{IdentifierType, SetApiIdForm};
+use super::session::Capture;
+use crate::client::{Callback, Client, Engine, Handler};
+use crate::config::IdentifierType;
 use crate::error::Refusal;
 use crate::request::Call;
 use crate::response::{ErrorCode, Failure, Success};
-use crate::session::Capture;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,35 @@ pub enum PlayerIds {
     Identifiers(Vec<String>),
 }
 
+impl PlayerIds {
+    /// The identifiers argument of the C and Lua surfaces: a JSON string is a bare API ID, an
+    /// array of strings a player's identifiers.
+    pub fn from_value(v: &Value) -> Result<PlayerIds, Refusal> {
+        match v {
+            Value::String(s) => Ok(PlayerIds::ApiId(s.clone())),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| Refusal::field(format!("identifiers[{i}]"), "expected a string"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(PlayerIds::Identifiers),
+            _ => Err(Refusal::field("identifiers", "expected an API ID string or an array of player identifiers")),
+        }
+    }
+
+    /// The identifiers argument of the tablet flow: the player's identifiers, as a list only.
+    pub fn list_from_value(v: &Value) -> Result<Vec<String>, Refusal> {
+        match PlayerIds::from_value(v)? {
+            PlayerIds::Identifiers(list) => Ok(list),
+            PlayerIds::ApiId(_) => Err(Refusal::field("identifiers", "expected the player's identifiers as a list")),
+        }
+    }
+}
+
 type Shared = Result<bool, Failure>;
 
 enum Entry {
@@ -34,9 +63,9 @@ enum Entry {
     InFlight(watch::Receiver<Option<Shared>>),
 }
 
-/// Cache of CHECK_APIID answers. Failures are never stored.
+/// Cache of CHECK_APIID answers, one per client (`Engine::state`). Failures are never stored.
 #[derive(Default)]
-pub(crate) struct LinkCache {
+struct LinkCache {
     entries: Mutex<HashMap<String, Entry>>,
 }
 
@@ -78,89 +107,85 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
-impl Inner {
-    /// CHECK_APIID through the cache: `Ok(true)` linked, `Ok(false)` not linked, `Err` for any
-    /// other outcome (never taken as "not linked").
-    pub(crate) async fn check_linked(&self, api_id: &str) -> Result<bool, Failure> {
-        let ttl = self.config.link_check_ttl;
-        loop {
-            enum Role {
-                Wait(watch::Receiver<Option<Shared>>),
-                Lead(watch::Sender<Option<Shared>>),
-            }
-            let role = {
-                let mut map = self.link_cache.lock();
-                match map.get(api_id) {
-                    Some(Entry::Known { linked, until }) if *until > Instant::now() => return Ok(*linked),
-                    Some(Entry::InFlight(rx)) => Role::Wait(rx.clone()),
-                    _ => {
-                        let (tx, rx) = watch::channel(None);
-                        map.insert(api_id.to_string(), Entry::InFlight(rx));
-                        Role::Lead(tx)
-                    }
-                }
-            };
-            match role {
-                Role::Wait(mut rx) => match rx.wait_for(Option::is_some).await {
-                    Ok(v) => return v.clone().expect("wait_for saw Some"),
-                    Err(_) => continue, // the leader went away without an answer: try again
-                },
-                Role::Lead(tx) => {
-                    let mut guard = InFlightGuard { cache: &self.link_cache, api_id, armed: true };
-                    let result = self.check_api_id_uncached(api_id).await;
-                    match &result {
-                        Ok(linked) => self.link_cache.remember(api_id, *linked, ttl),
-                        Err(_) => {
-                            self.link_cache.lock().remove(api_id);
-                        }
-                    }
-                    guard.armed = false;
-                    let _ = tx.send(Some(result.clone()));
-                    return result;
+/// CHECK_APIID through the cache: `Ok(true)` linked, `Ok(false)` not linked, `Err` for any
+/// other outcome (never taken as "not linked").
+async fn check_linked(engine: &Engine, api_id: &str) -> Result<bool, Failure> {
+    let cache = engine.state::<LinkCache>();
+    let ttl = engine.config().link_check_ttl;
+    loop {
+        enum Role {
+            Wait(watch::Receiver<Option<Shared>>),
+            Lead(watch::Sender<Option<Shared>>),
+        }
+        let role = {
+            let mut map = cache.lock();
+            match map.get(api_id) {
+                Some(Entry::Known { linked, until }) if *until > Instant::now() => return Ok(*linked),
+                Some(Entry::InFlight(rx)) => Role::Wait(rx.clone()),
+                _ => {
+                    let (tx, rx) = watch::channel(None);
+                    map.insert(api_id.to_string(), Entry::InFlight(rx));
+                    Role::Lead(tx)
                 }
             }
-        }
-    }
-
-    async fn check_api_id_uncached(&self, api_id: &str) -> Result<bool, Failure> {
-        let call = Call::check_api_id(json!({ "apiId": api_id }))
-            .map_err(|r| Failure::new(0, ErrorCode::HttpError, r.to_string()))?;
-        let path = self
-            .config
-            .path_for("CHECK_APIID")
-            .map_err(|r| Failure::new(0, ErrorCode::InvalidEndpoint, r.to_string()))?;
-        match self.execute(&path, &call).await {
-            Ok(_) => Ok(true),
-            Err(f) if f.code == ErrorCode::NotLinked => Ok(false),
-            Err(f) => Err(f),
-        }
-    }
-
-    async fn link(&self, capture: Capture, api_id: String) -> Result<Success, Failure> {
-        if self.check_linked(&api_id).await? {
-            return Ok(Success { status: 200, data: json!({"outcome": "ALREADY_LINKED", "apiId": api_id}) });
-        }
-        let data = match self.config.set_api_id_form {
-            SetApiIdForm::ApiIds => {
-                json!({"username": capture.username, "sessionId": capture.session_id, "apiIds": [api_id], "pushNew": true})
-            }
-            SetApiIdForm::Id1 => json!({"username": capture.username, "sessionId": capture.session_id, "id1": api_id}),
         };
-        let call = Call::set_api_id(data).map_err(|r| Failure::new(0, ErrorCode::HttpError, r.to_string()))?;
-        let path = self
-            .config
-            .path_for("SET_API_ID")
-            .map_err(|r| Failure::new(0, ErrorCode::InvalidEndpoint, r.to_string()))?;
-        let set = self.execute(&path, &call).await?;
-        self.link_cache.remember(&api_id, true, self.config.link_check_ttl);
-        Ok(Success { status: set.status, data: json!({"outcome": "LINKED", "apiId": api_id}) })
+        match role {
+            Role::Wait(mut rx) => match rx.wait_for(Option::is_some).await {
+                Ok(v) => return v.clone().expect("wait_for saw Some"),
+                Err(_) => continue, // the leader went away without an answer: try again
+            },
+            Role::Lead(tx) => {
+                let mut guard = InFlightGuard { cache: &cache, api_id, armed: true };
+                let result = check_api_id_uncached(engine, api_id).await;
+                match &result {
+                    Ok(linked) => cache.remember(api_id, *linked, ttl),
+                    Err(_) => {
+                        cache.lock().remove(api_id);
+                    }
+                }
+                guard.armed = false;
+                let _ = tx.send(Some(result.clone()));
+                return result;
+            }
+        }
     }
+}
+
+async fn check_api_id_uncached(engine: &Engine, api_id: &str) -> Result<bool, Failure> {
+    let call = Call::check_api_id(json!({ "apiId": api_id })).map_err(refused)?;
+    match engine.send(&call).await {
+        Ok(_) => Ok(true),
+        Err(f) if f.code == ErrorCode::NotLinked => Ok(false),
+        Err(f) => Err(f),
+    }
+}
+
+/// A call of the flow that validation refused (its values come from checked input, so this
+/// does not happen; if it did, it would say why).
+fn refused(r: Refusal) -> Failure {
+    Failure::new(0, ErrorCode::HttpError, r.to_string())
+}
+
+async fn link(engine: &Engine, capture: Capture, api_id: String) -> Result<Success, Failure> {
+    if check_linked(engine, &api_id).await? {
+        return Ok(Success { status: 200, data: json!({"outcome": "ALREADY_LINKED", "apiId": api_id}) });
+    }
+    let cfg = engine.config();
+    let call =
+        Call::link_api_id(&capture.username, &capture.session_id, &api_id, cfg.set_api_id_form).map_err(refused)?;
+    let set = engine.send(&call).await?;
+    engine.state::<LinkCache>().remember(&api_id, true, cfg.link_check_ttl);
+    Ok(Success { status: set.status, data: json!({"outcome": "LINKED", "apiId": api_id}) })
 }
 
 /// The player's API ID among the identifiers the game server gives: the configured type's
 /// value, without its `type:` prefix unless `identifier_prefix` is set. `Ok(None)`: no
 /// identifier of that type.
-pub fn pick_api_id(identifiers: &[String], kind: IdentifierType, keep_prefix: bool) -> Result<Option<String>, Refusal> {
+pub(crate) fn pick_api_id(
+    identifiers: &[String],
+    kind: IdentifierType,
+    keep_prefix: bool,
+) -> Result<Option<String>, Refusal> {
     let prefix = format!("{}:", kind.as_str());
     for (i, id) in identifiers.iter().enumerate() {
         check_identifier_text(&format!("identifiers[{i}]"), id)?;
@@ -209,6 +234,16 @@ impl Client {
         identifiers: &[String],
         handler: Option<Handler>,
     ) -> Result<u64, Refusal> {
+        self.link_from_tablet_with(capture, identifiers, handler.map(Callback::Handler))
+    }
+
+    /// [`Client::link_from_tablet`] with a callback of either kind.
+    pub fn link_from_tablet_with(
+        &self,
+        capture: &Capture,
+        identifiers: &[String],
+        callback: Option<Callback>,
+    ) -> Result<u64, Refusal> {
         let cfg = self.config();
         if let Some(community) = &capture.community {
             if community != &cfg.community_id {
@@ -221,9 +256,9 @@ impl Client {
         let api_id = pick_api_id(identifiers, cfg.primary_identifier, cfg.identifier_prefix)?;
         let capture = capture.clone();
         let kind = cfg.primary_identifier;
-        self.submit_with(Arc::from(LINK_FROM_TABLET), handler, move |inner| async move {
+        self.submit_task(Arc::from(LINK_FROM_TABLET), callback, move |engine| async move {
             match api_id {
-                Some(api_id) => inner.link(capture, api_id).await,
+                Some(api_id) => link(&engine, capture, api_id).await,
                 None => Err(no_identifier(kind)),
             }
         })
@@ -232,6 +267,11 @@ impl Client {
     /// The API ID checker: one result, type `IS_LINKED`, `data` `{"linked": bool, "apiId": ...}`;
     /// an API or network failure is an error, never "not linked".
     pub fn is_linked(&self, ids: PlayerIds, handler: Option<Handler>) -> Result<u64, Refusal> {
+        self.is_linked_with(ids, handler.map(Callback::Handler))
+    }
+
+    /// [`Client::is_linked`] with a callback of either kind.
+    pub fn is_linked_with(&self, ids: PlayerIds, callback: Option<Callback>) -> Result<u64, Refusal> {
         let cfg = self.config();
         let kind = cfg.primary_identifier;
         let api_id = match ids {
@@ -241,30 +281,11 @@ impl Client {
             }
             PlayerIds::Identifiers(list) => pick_api_id(&list, kind, cfg.identifier_prefix)?,
         };
-        self.submit_with(Arc::from(IS_LINKED), handler, move |inner| async move {
+        self.submit_task(Arc::from(IS_LINKED), callback, move |engine| async move {
             let api_id = api_id.ok_or_else(|| no_identifier(kind))?;
-            let linked = inner.check_linked(&api_id).await?;
+            let linked = check_linked(&engine, &api_id).await?;
             Ok(Success { status: 200, data: json!({"linked": linked, "apiId": api_id}) })
         })
-    }
-}
-
-/// Parse the identifiers argument of the C and Lua surfaces: a JSON string is a bare API ID,
-/// an array of strings a player's identifiers.
-pub fn player_ids_from_value(v: &Value) -> Result<PlayerIds, Refusal> {
-    match v {
-        Value::String(s) => Ok(PlayerIds::ApiId(s.clone())),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| Refusal::field(format!("identifiers[{i}]"), "expected a string"))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(PlayerIds::Identifiers),
-        _ => Err(Refusal::field("identifiers", "expected an API ID string or an array of player identifiers")),
     }
 }
 

@@ -61,7 +61,7 @@ pub fn parse_session_value(v: &Value) -> Result<Capture, Refusal> {
 fn parse_message(obj: &Map<String, Value>) -> Result<Capture, Refusal> {
     if let Some(k) = obj.keys().find(|k| k.as_str() != "username" && k.as_str() != "session") {
         return Err(Refusal::field(
-            format!("capture.{}", crate::config::printable(k)),
+            format!("capture.{}", crate::text::printable(k)),
             "unexpected field: the tablet's login message has only username and session",
         ));
     }

@@ -1,14 +1,21 @@
-//! Client configuration: parsed from JSON (the C and Lua surfaces) or built in Rust.
+//! Client configuration: the keys, their defaults and their checks. Parsing the JSON the C and
+//! Lua surfaces take is in [`parse`].
 
+mod parse;
+
+use crate::api::legacy;
 use crate::error::Refusal;
-use crate::policy;
-use crate::ratelimit::{Rate, DEFAULT_GLOBAL_RATE};
-use crate::wire;
-use serde_json::{Map, Value};
+pub use crate::request::SetApiIdForm;
+use crate::text::{check_type_name, printable};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
+
+/// `api_url = "production"`.
+pub const PRODUCTION_URL: &str = "https://api.sonorancad.com";
+/// `api_url = "development"` (separate data, reset at random).
+pub const DEVELOPMENT_URL: &str = "https://staging-api.dev.sonorancad.com";
 
 /// Default request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,7 +28,7 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Default cap on a request body (the encoded envelope); a larger request is refused at submit.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024;
 /// Default number of times one request may be sent (the first send included): up to two
-/// automatic retries, for the failures and types where a retry is safe (see `policy`).
+/// automatic retries, for the failures and types where a retry is safe (README, "Retry classes").
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Default base of the exponential retry backoff: about 250 ms, 500 ms, 1 s ... (with jitter),
 /// capped at [`MAX_RETRY_BACKOFF`].
@@ -46,8 +53,55 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 32;
 /// from every text that leaves the library would mangle ordinary words.
 pub const MIN_API_KEY_CHARS: usize = 16;
 
+/// A token bucket: up to `burst` requests at once, refilled at `per_second` requests per second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// The default global limit: **1 request per second sustained, bursts of up to 5**.
+///
+/// The API's limits are not published; its documentation asks for no more than about one call
+/// per second sustained, and the backend blacklists communities that hammer it. A burst of 5
+/// lets a handful of calls made together (a player joining: check, link, account lookup) go out
+/// at once, while anything longer settles at one call per second. There is no per-type limit by
+/// default: every type shares this one. Raise it only when the vendor has told you your limit.
+pub const DEFAULT_GLOBAL_RATE: Rate = Rate { per_second: 1.0, burst: 5 };
+
+/// Slowest rate accepted: one request an hour.
+pub const MIN_PER_SECOND: f64 = 1.0 / 3600.0;
+/// Fastest rate accepted.
+pub const MAX_PER_SECOND: f64 = 100_000.0;
+
+impl Rate {
+    /// A rate the limiter can use: `per_second` from [`MIN_PER_SECOND`] (one an hour) to
+    /// [`MAX_PER_SECOND`], `burst` from 1 to 100000.
+    pub(crate) fn check(&self, field: &str) -> Result<(), Refusal> {
+        if !(self.per_second.is_finite() && (MIN_PER_SECOND..=MAX_PER_SECOND).contains(&self.per_second)) {
+            return Err(Refusal::field(
+                format!("{field}.per_second"),
+                "expected a number from 0.000278 (one request an hour) to 100000",
+            ));
+        }
+        if self.burst == 0 || self.burst > 100_000 {
+            return Err(Refusal::field(format!("{field}.burst"), "expected an integer from 1 to 100000"));
+        }
+        Ok(())
+    }
+
+    /// The burst the client uses: `burst` less the tokens that refill within `margin`, and
+    /// never less than one.
+    pub fn usable_burst(&self, margin: Duration) -> u32 {
+        let reserve = (self.per_second * margin.as_secs_f64()).ceil();
+        let reserve = if reserve.is_finite() { reserve.min(u32::MAX as f64) as u32 } else { u32::MAX };
+        self.burst.saturating_sub(reserve).max(1)
+    }
+}
+
 /// Where completions are delivered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Delivery {
     /// Callbacks run inside `poll()`, on the thread that calls it (the game thread).
     Poll,
@@ -56,7 +110,8 @@ pub enum Delivery {
 }
 
 /// Which player identifier is the API ID (`primary_identifier`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum IdentifierType {
     Steam,
     License,
@@ -71,15 +126,6 @@ impl IdentifierType {
             IdentifierType::Discord => "discord",
         }
     }
-}
-
-/// Which SET_API_ID form the tablet flow sends (`set_api_id_form`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SetApiIdForm {
-    /// `{"apiIds": [id], "pushNew": true}` (current).
-    ApiIds,
-    /// `{"id1": id}` (the seed's form).
-    Id1,
 }
 
 /// Default lifetime of a CHECK_APIID answer in the link cache.
@@ -134,7 +180,7 @@ pub struct Config {
     /// Jitter allowance of the pacing (`rate_limit_margin_ms`): each bucket keeps the tokens
     /// that would refill in this time in reserve (always leaving at least one usable), so a
     /// request that reaches the API sooner after the previous one than it left the client
-    /// still finds a token there. See [`crate::ratelimit`].
+    /// still finds a token there (see the README, "Reliability").
     pub rate_limit_margin: Duration,
     /// Sends per request, the first included (`max_attempts`, 1 = never retry).
     pub max_attempts: u32,
@@ -185,7 +231,7 @@ impl Config {
         Config {
             community_id: community_id.into(),
             api_key: ApiKey::new(api_key),
-            base_url: wire::PRODUCTION_URL.to_string(),
+            base_url: PRODUCTION_URL.to_string(),
             timeout: DEFAULT_TIMEOUT,
             delivery: Delivery::Poll,
             max_pending: DEFAULT_MAX_PENDING,
@@ -219,151 +265,12 @@ impl Config {
 
     /// Parse the JSON configuration the C and Lua surfaces take. Unknown keys are refused by name.
     pub fn from_json(text: &str) -> Result<Config, Refusal> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Refusal::new(format!("config: not valid JSON ({})", strip_position(&e))))?;
-        Config::from_value(&value)
+        parse::from_json(text)
     }
 
     /// Parse a configuration object (already decoded JSON).
-    pub fn from_value(value: &Value) -> Result<Config, Refusal> {
-        let obj = value.as_object().ok_or_else(|| Refusal::new("config: expected a JSON object"))?;
-        const KEYS: &[&str] = &[
-            "community_id",
-            "api_key",
-            "api_url",
-            "timeout_ms",
-            "delivery",
-            "max_pending",
-            "paths",
-            "sections",
-            "allow_insecure_http",
-            "worker_threads",
-            "max_response_bytes",
-            "primary_identifier",
-            "identifier_prefix",
-            "link_check_ttl_ms",
-            "set_api_id_form",
-            "rate_limits",
-            "rate_limit_margin_ms",
-            "max_attempts",
-            "retry_backoff_ms",
-            "rate_limit_pause_ms",
-            "disable_cooldown_ms",
-            "coalesce",
-            "max_request_bytes",
-            "max_connections",
-            "proxy",
-        ];
-        if let Some(unknown) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
-            return Err(Refusal::new(format!(
-                "config: unknown key '{}' (known keys: {})",
-                printable(unknown),
-                KEYS.join(", ")
-            )));
-        }
-        let community_id = required_string(obj, "community_id")?;
-        let api_key = required_string(obj, "api_key")?;
-        let mut cfg = Config::new(community_id, api_key);
-        if let Some(v) = obj.get("api_url") {
-            let url = v.as_str().ok_or_else(|| {
-                Refusal::field("config.api_url", "expected \"production\", \"development\" or a URL string")
-            })?;
-            cfg.base_url = resolve_api_url(url);
-        }
-        if let Some(ms) = optional_u64(obj, "timeout_ms", 1, 600_000)? {
-            cfg.timeout = Duration::from_millis(ms);
-        }
-        if let Some(v) = obj.get("delivery") {
-            cfg.delivery = match v.as_str() {
-                Some("poll") => Delivery::Poll,
-                Some("thread") => Delivery::Thread,
-                _ => return Err(Refusal::field("config.delivery", "expected \"poll\" or \"thread\"")),
-            };
-        }
-        if let Some(n) = optional_u64(obj, "max_pending", 1, 1_000_000)? {
-            cfg.max_pending = n as usize;
-        }
-        if let Some(n) = optional_u64(obj, "worker_threads", 1, 16)? {
-            cfg.worker_threads = n as usize;
-        }
-        if let Some(n) = optional_u64(obj, "max_response_bytes", 1024, 1 << 30)? {
-            cfg.max_response_bytes = n as usize;
-        }
-        if let Some(v) = obj.get("allow_insecure_http") {
-            cfg.allow_insecure_http =
-                v.as_bool().ok_or_else(|| Refusal::field("config.allow_insecure_http", "expected true or false"))?;
-        }
-        if let Some(v) = obj.get("primary_identifier") {
-            cfg.primary_identifier = match v.as_str() {
-                Some("steam") => IdentifierType::Steam,
-                Some("license") => IdentifierType::License,
-                Some("discord") => IdentifierType::Discord,
-                _ => {
-                    return Err(Refusal::field(
-                        "config.primary_identifier",
-                        "expected \"steam\", \"license\" or \"discord\"",
-                    ))
-                }
-            };
-        }
-        if let Some(v) = obj.get("identifier_prefix") {
-            cfg.identifier_prefix =
-                v.as_bool().ok_or_else(|| Refusal::field("config.identifier_prefix", "expected true or false"))?;
-        }
-        if let Some(ms) = optional_u64(obj, "link_check_ttl_ms", 0, 86_400_000)? {
-            cfg.link_check_ttl = Duration::from_millis(ms);
-        }
-        if let Some(v) = obj.get("set_api_id_form") {
-            cfg.set_api_id_form = match v.as_str() {
-                Some("apiIds") => SetApiIdForm::ApiIds,
-                Some("id1") => SetApiIdForm::Id1,
-                _ => return Err(Refusal::field("config.set_api_id_form", "expected \"apiIds\" or \"id1\"")),
-            };
-        }
-        if let Some(v) = obj.get("rate_limits") {
-            cfg.rate_limits = parse_rate_limits(v)?;
-        }
-        if let Some(ms) = optional_u64(obj, "rate_limit_margin_ms", 0, 60_000)? {
-            cfg.rate_limit_margin = Duration::from_millis(ms);
-        }
-        if let Some(n) = optional_u64(obj, "max_attempts", 1, 10)? {
-            cfg.max_attempts = n as u32;
-        }
-        if let Some(ms) = optional_u64(obj, "retry_backoff_ms", 1, 60_000)? {
-            cfg.retry_backoff = Duration::from_millis(ms);
-        }
-        if let Some(ms) = optional_u64(obj, "rate_limit_pause_ms", 1, 3_600_000)? {
-            cfg.rate_limit_pause = Duration::from_millis(ms);
-        }
-        if let Some(ms) = optional_u64(obj, "disable_cooldown_ms", 1, 86_400_000)? {
-            cfg.disable_cooldown = Duration::from_millis(ms);
-        }
-        if let Some(n) = optional_u64(obj, "max_request_bytes", 1024, 64 << 20)? {
-            cfg.max_request_bytes = n as usize;
-        }
-        if let Some(n) = optional_u64(obj, "max_connections", 1, 1024)? {
-            cfg.max_connections = n as usize;
-        }
-        match obj.get("proxy") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(url)) => cfg.proxy = Some(url.trim().trim_end_matches('/').to_string()),
-            Some(_) => return Err(Refusal::field("config.proxy", "expected a proxy URL string, or null for none")),
-        }
-        if let Some(v) = obj.get("coalesce") {
-            let m = v
-                .as_object()
-                .ok_or_else(|| Refusal::field("config.coalesce", "expected an object of {\"TYPE\": window in ms}"))?;
-            for (ty, ms) in m {
-                let ms = ms.as_u64().filter(|ms| (1..=10_000).contains(ms)).ok_or_else(|| {
-                    Refusal::field(format!("config.coalesce.{}", printable(ty)), "expected a window from 1 to 10000 ms")
-                })?;
-                cfg.coalesce.insert(ty.clone(), Duration::from_millis(ms));
-            }
-        }
-        cfg.paths = string_map(obj, "paths")?;
-        cfg.sections = string_map(obj, "sections")?;
-        cfg.validate()?;
-        Ok(cfg)
+    pub fn from_value(value: &serde_json::Value) -> Result<Config, Refusal> {
+        parse::from_value(value)
     }
 
     /// Check every field; called by [`Config::from_json`] and by the client constructor.
@@ -411,12 +318,12 @@ impl Config {
         }
         for (ty, window) in &self.coalesce {
             check_type_name(&format!("config.coalesce key '{}'", printable(ty)), ty)?;
-            if !policy::may_coalesce(ty) {
+            if !legacy::may_coalesce(ty) {
                 return Err(Refusal::field(
                     format!("config.coalesce.{ty}"),
                     format!(
                         "{ty} cannot be coalesced (its answer does not apply to every element); types that can: {}",
-                        policy::COALESCABLE.join(", ")
+                        legacy::COALESCABLE.join(", ")
                     ),
                 ));
             }
@@ -449,96 +356,14 @@ impl Config {
         }
         Ok(())
     }
-
-    /// The path a request type is sent to: the `paths` override, else
-    /// `/{section}/{lower(type)}` with the section from `sections` or the built-in table.
-    pub fn path_for(&self, request_type: &str) -> Result<String, Refusal> {
-        if let Some(p) = self.paths.get(request_type) {
-            return Ok(p.clone());
-        }
-        let section = self
-            .sections
-            .get(request_type)
-            .map(String::as_str)
-            .or_else(|| wire::builtin_section(request_type))
-            .ok_or_else(|| {
-                Refusal::new(format!(
-                    "type: {request_type} is not a type this library knows; register its section with the \
-                     `sections` configuration (e.g. {{\"{request_type}\": \"general\"}}) or its path with `paths`"
-                ))
-            })?;
-        Ok(wire::default_path(section, request_type))
-    }
-}
-
-/// `{"global": {"per_second": 1, "burst": 5} | null, "TYPE": {"per_second": .., "burst": ..}}`.
-/// Keys left out keep their default (the global default, no per-type limit).
-fn parse_rate_limits(v: &Value) -> Result<RateLimits, Refusal> {
-    let m = v.as_object().ok_or_else(|| {
-        Refusal::field("config.rate_limits", "expected an object like {\"global\": {\"per_second\": 1, \"burst\": 5}}")
-    })?;
-    let mut out = RateLimits::default();
-    for (key, spec) in m {
-        let field = format!("config.rate_limits.{}", printable(key));
-        let rate = match spec {
-            Value::Null if key == "global" => None,
-            Value::Object(o) => {
-                if let Some(k) = o.keys().find(|k| k.as_str() != "per_second" && k.as_str() != "burst") {
-                    return Err(Refusal::field(
-                        format!("{field}.{}", printable(k)),
-                        "unknown key (expected per_second, burst)",
-                    ));
-                }
-                let per_second = o
-                    .get("per_second")
-                    .and_then(Value::as_f64)
-                    .ok_or_else(|| Refusal::field(format!("{field}.per_second"), "expected a number"))?;
-                let burst = match o.get("burst") {
-                    None => 1,
-                    Some(b) => b.as_u64().filter(|b| (1..=100_000).contains(b)).ok_or_else(|| {
-                        Refusal::field(format!("{field}.burst"), "expected an integer from 1 to 100000")
-                    })? as u32,
-                };
-                let r = Rate { per_second, burst };
-                r.check(&field)?;
-                Some(r)
-            }
-            _ => {
-                return Err(Refusal::field(
-                    field,
-                    "expected {\"per_second\": number, \"burst\": integer} (or null for global: no global limit)",
-                ))
-            }
-        };
-        if key == "global" {
-            out.global = rate;
-        } else {
-            check_type_name(&format!("config.rate_limits key '{}'", printable(key)), key)?;
-            out.per_type.insert(key.clone(), rate.expect("only global may be null"));
-        }
-    }
-    Ok(out)
 }
 
 /// `production` / `development` / any URL (trailing slashes removed).
-fn resolve_api_url(url: &str) -> String {
+pub(super) fn resolve_api_url(url: &str) -> String {
     match url.trim() {
-        "production" => wire::PRODUCTION_URL.to_string(),
-        "development" => wire::DEVELOPMENT_URL.to_string(),
+        "production" => PRODUCTION_URL.to_string(),
+        "development" => DEVELOPMENT_URL.to_string(),
         other => other.trim_end_matches('/').to_string(),
-    }
-}
-
-/// A request type name: upper-case letters, digits and `_`.
-pub fn check_type_name(field: &str, name: &str) -> Result<(), Refusal> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-        && name.as_bytes()[0].is_ascii_uppercase();
-    if ok {
-        Ok(())
-    } else {
-        Err(Refusal::field(field, "expected an upper-case API type name like UNIT_STATUS"))
     }
 }
 
@@ -602,49 +427,4 @@ fn check_header_value(field: &str, value: &str) -> Result<(), Refusal> {
         return Err(Refusal::field(field, "is longer than 512 bytes"));
     }
     Ok(())
-}
-
-fn required_string(obj: &Map<String, Value>, key: &str) -> Result<String, Refusal> {
-    match obj.get(key) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(Refusal::field(format!("config.{key}"), "expected a string")),
-        None => Err(Refusal::field(format!("config.{key}"), "is required")),
-    }
-}
-
-fn optional_u64(obj: &Map<String, Value>, key: &str, min: u64, max: u64) -> Result<Option<u64>, Refusal> {
-    match obj.get(key) {
-        None => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-            _ => Err(Refusal::field(format!("config.{key}"), format!("expected an integer from {min} to {max}"))),
-        },
-    }
-}
-
-fn string_map(obj: &Map<String, Value>, key: &str) -> Result<HashMap<String, String>, Refusal> {
-    let Some(v) = obj.get(key) else { return Ok(HashMap::new()) };
-    let m = v
-        .as_object()
-        .ok_or_else(|| Refusal::field(format!("config.{key}"), "expected an object of {\"TYPE\": \"...\"}"))?;
-    m.iter()
-        .map(|(k, v)| match v.as_str() {
-            Some(s) => Ok((k.clone(), s.to_string())),
-            None => Err(Refusal::field(format!("config.{key}.{}", printable(k)), "expected a string")),
-        })
-        .collect()
-}
-
-/// A user-supplied name made safe to quote in a message (control characters escaped, clipped).
-pub(crate) fn printable(s: &str) -> String {
-    let mut out: String = s.chars().take(64).flat_map(char::escape_default).collect();
-    if s.chars().count() > 64 {
-        out.push_str("...");
-    }
-    out
-}
-
-/// serde_json's message without a value echo risk: it only reports syntax and position.
-fn strip_position(e: &serde_json::Error) -> String {
-    format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column())
 }

@@ -17,52 +17,13 @@
 //! jitter. At the default 1 request/s with bursts of 5 and a 250 ms margin, the client uses
 //! bursts of 4; the sustained rate is unchanged.
 
-use crate::config::RateLimits;
-use crate::error::Refusal;
+use crate::config::{Rate, RateLimits};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
-
-/// A token bucket: up to `burst` requests at once, refilled at `per_second` requests per second.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Rate {
-    pub per_second: f64,
-    pub burst: u32,
-}
-
-/// The default global limit: **1 request per second sustained, bursts of up to 5**.
-///
-/// The API's limits are not published; its documentation asks for no more than about one call
-/// per second sustained, and the backend blacklists communities that hammer it. A burst of 5
-/// lets a handful of calls made together (a player joining: check, link, account lookup) go out
-/// at once, while anything longer settles at one call per second. There is no per-type limit by
-/// default: every type shares this one. Raise it only when the vendor has told you your limit.
-pub const DEFAULT_GLOBAL_RATE: Rate = Rate { per_second: 1.0, burst: 5 };
-
-/// Slowest rate accepted: one request an hour.
-pub const MIN_PER_SECOND: f64 = 1.0 / 3600.0;
-/// Fastest rate accepted.
-pub const MAX_PER_SECOND: f64 = 100_000.0;
-
-impl Rate {
-    /// A rate the limiter can use: `per_second` from [`MIN_PER_SECOND`] (one an hour) to
-    /// [`MAX_PER_SECOND`], `burst` from 1 to 100000.
-    pub(crate) fn check(&self, field: &str) -> Result<(), Refusal> {
-        if !(self.per_second.is_finite() && (MIN_PER_SECOND..=MAX_PER_SECOND).contains(&self.per_second)) {
-            return Err(Refusal::field(
-                format!("{field}.per_second"),
-                "expected a number from 0.000278 (one request an hour) to 100000",
-            ));
-        }
-        if self.burst == 0 || self.burst > 100_000 {
-            return Err(Refusal::field(format!("{field}.burst"), "expected an integer from 1 to 100000"));
-        }
-        Ok(())
-    }
-}
 
 /// Floating-point slack when comparing token counts.
 const EPSILON: f64 = 1e-9;
@@ -81,16 +42,6 @@ struct Bucket {
     cap: f64,
     tokens: f64,
     last: Instant,
-}
-
-impl Rate {
-    /// The burst the client uses: `burst` less the tokens that refill within `margin`, and
-    /// never less than one.
-    pub fn usable_burst(&self, margin: Duration) -> u32 {
-        let reserve = (self.per_second * margin.as_secs_f64()).ceil();
-        let reserve = if reserve.is_finite() { reserve.min(u32::MAX as f64) as u32 } else { u32::MAX };
-        self.burst.saturating_sub(reserve).max(1)
-    }
 }
 
 impl Bucket {

@@ -11,15 +11,19 @@
 //! callable (and `user_data` whatever it expects) until the request's callback has run.
 #![allow(clippy::missing_safety_doc)]
 
-use crate::client::{Client, Handler, Prepare};
+mod boundary;
+mod callback;
+
+use crate::client::{Client, Level, LogHook};
 use crate::config::Config;
 use crate::error::Refusal;
+use crate::flows::linking::PlayerIds;
+use crate::flows::session::parse_session;
 use crate::request::Call;
-use crate::response::Completion;
+use boundary::{arg_client, arg_handle, arg_json, arg_str, guard, quiet};
+use callback::{c_prepare, in_callback_of, run_deferred_free, CLogger, Life, FREEING, FREE_DEFERRED, LIVE};
 use serde_json::Value;
-use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -29,72 +33,6 @@ use std::sync::Arc;
 pub struct sonoran_client {
     client: Client,
     life: Arc<Life>,
-}
-
-/// Whether a client is live, asked to be freed from inside its own callback, or being freed.
-/// Shared with every callback of the client, which may outlive the handle (a deferred free
-/// runs while later callbacks still wait on the delivery thread).
-struct Life {
-    state: AtomicU8,
-    /// The handle's address, for the deferred free.
-    handle: AtomicUsize,
-}
-
-const LIVE: u8 = 0;
-const FREE_DEFERRED: u8 = 1;
-const FREEING: u8 = 2;
-
-thread_local! {
-    /// The clients (their `Life`) whose callback is running on this thread, innermost last.
-    static IN_CALLBACK: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
-}
-
-fn life_id(life: &Arc<Life>) -> usize {
-    Arc::as_ptr(life) as usize
-}
-
-fn in_callback_of(life: &Arc<Life>) -> bool {
-    let me = life_id(life);
-    IN_CALLBACK.try_with(|v| v.borrow().contains(&me)).unwrap_or(false)
-}
-
-/// Marks a callback of a client as running on this thread for as long as it lives.
-struct CallbackFrame(usize);
-
-impl CallbackFrame {
-    fn enter(life: &Arc<Life>) -> CallbackFrame {
-        let me = life_id(life);
-        let _ = IN_CALLBACK.try_with(|v| v.borrow_mut().push(me));
-        CallbackFrame(me)
-    }
-}
-
-impl Drop for CallbackFrame {
-    fn drop(&mut self) {
-        let _ = IN_CALLBACK.try_with(|v| {
-            let mut v = v.borrow_mut();
-            if let Some(i) = v.iter().rposition(|x| *x == self.0) {
-                v.remove(i);
-            }
-        });
-    }
-}
-
-/// Run a free that was asked for inside a callback, once no callback of the client runs on
-/// this thread any more. Returns whether it ran.
-///
-/// # Safety
-/// `life.handle` is a live handle while the state is `FREE_DEFERRED`: only this function and
-/// `sonoran_client_free` leave that state, each by winning the exchange to `FREEING`.
-unsafe fn run_deferred_free(life: &Arc<Life>) -> bool {
-    if in_callback_of(life)
-        || life.state.compare_exchange(FREE_DEFERRED, FREEING, Ordering::AcqRel, Ordering::Acquire).is_err()
-    {
-        return false;
-    }
-    let handle = life.handle.load(Ordering::Acquire) as *mut sonoran_client;
-    drop(Box::from_raw(handle));
-    true
 }
 
 /// Called exactly once per accepted request. `result_json` is UTF-8 JSON, valid only until the
@@ -123,121 +61,6 @@ pub const SONORAN_LOG_ERROR: i32 = 3;
 pub type sonoran_log_callback =
     Option<unsafe extern "C" fn(user_data: *mut c_void, level: i32, message: *const c_char)>;
 
-thread_local! {
-    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
-}
-
-fn set_last_error(message: &str) {
-    let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = Some(text));
-}
-
-fn clear_last_error() {
-    LAST_ERROR.with(|e| {
-        if let Ok(mut slot) = e.try_borrow_mut() {
-            slot.take();
-        }
-    });
-}
-
-/// Run `body`; a panic becomes `fail` with a generic last error (never the panic's text).
-fn guard<T>(fail: T, body: impl FnOnce() -> Result<T, Refusal>) -> T {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(v)) => {
-            clear_last_error();
-            v
-        }
-        Ok(Err(refusal)) => {
-            set_last_error(refusal.message());
-            fail
-        }
-        Err(_) => {
-            set_last_error("internal error: the library caught a panic at the C boundary (please report it)");
-            fail
-        }
-    }
-}
-
-/// A NUL-terminated UTF-8 argument.
-unsafe fn arg_str<'a>(name: &str, p: *const c_char) -> Result<&'a str, Refusal> {
-    if p.is_null() {
-        return Err(Refusal::field(name, "is NULL"));
-    }
-    CStr::from_ptr(p).to_str().map_err(|_| Refusal::field(name, "is not valid UTF-8"))
-}
-
-unsafe fn arg_json(name: &str, p: *const c_char) -> Result<Value, Refusal> {
-    let text = arg_str(name, p)?;
-    serde_json::from_str(text).map_err(|e| {
-        Refusal::field(
-            name,
-            format!("is not valid JSON ({:?} error at line {} column {})", e.classify(), e.line(), e.column()),
-        )
-    })
-}
-
-unsafe fn arg_client<'a>(c: *const sonoran_client) -> Result<&'a Client, Refusal> {
-    arg_handle(c).map(|h| &h.client)
-}
-
-unsafe fn arg_handle<'a>(c: *const sonoran_client) -> Result<&'a sonoran_client, Refusal> {
-    c.as_ref().ok_or_else(|| Refusal::field("client", "is NULL"))
-}
-
-struct CCallback {
-    cb: unsafe extern "C" fn(*mut c_void, u64, *const c_char),
-    user_data: *mut c_void,
-    life: Arc<Life>,
-    /// `"delivery": "thread"`: a free asked for inside the callback runs when it returns.
-    thread_delivery: bool,
-}
-
-// SAFETY: the host hands us `user_data` to be given back to its callback; the threading
-// contract (documented on `sonoran_callback`) says on which thread that happens.
-unsafe impl Send for CCallback {}
-
-impl CCallback {
-    fn call_rendered(self, id: u64, json: &CStr) {
-        {
-            let _frame = CallbackFrame::enter(&self.life);
-            // SAFETY: the host promised a valid function pointer when it submitted the request.
-            unsafe { (self.cb)(self.user_data, id, json.as_ptr()) }
-        }
-        if self.thread_delivery {
-            // SAFETY: see run_deferred_free; on the delivery thread nothing else holds the handle.
-            unsafe { run_deferred_free(&self.life) };
-        }
-    }
-
-    fn call(self, completion: Completion) {
-        let json = CString::new(completion.to_json()).unwrap_or_default();
-        self.call_rendered(completion.id, &json)
-    }
-}
-
-/// The callback in two parts: the result's JSON is rendered (and the parsed result freed) where
-/// the request completes, so the thread running callbacks only hands over the text.
-fn c_callback(h: &sonoran_client, cb: sonoran_callback, user_data: *mut c_void) -> Option<CCallback> {
-    let thread_delivery = h.client.config().delivery == crate::config::Delivery::Thread;
-    cb.map(|cb| CCallback { cb, user_data, life: h.life.clone(), thread_delivery })
-}
-
-fn c_prepare(h: &sonoran_client, cb: sonoran_callback, user_data: *mut c_void) -> Option<Prepare> {
-    c_callback(h, cb, user_data).map(|cc| {
-        Box::new(move |c: Completion| {
-            let id = c.id;
-            let json = CString::new(c.to_json()).unwrap_or_default();
-            drop(c);
-            // SAFETY: the host promised a valid function pointer when it submitted the request.
-            Box::new(move || cc.call_rendered(id, &json)) as Box<dyn FnOnce() + Send>
-        }) as Prepare
-    })
-}
-
-fn c_handler(h: &sonoran_client, cb: sonoran_callback, user_data: *mut c_void) -> Option<Handler> {
-    c_callback(h, cb, user_data).map(|cc| Box::new(move |c: Completion| cc.call(c)) as Handler)
-}
-
 unsafe fn submit(
     c: *mut sonoran_client,
     data_json: *const c_char,
@@ -253,10 +76,7 @@ unsafe fn submit(
 }
 
 fn submit_call(h: &sonoran_client, call: Call, cb: sonoran_callback, user_data: *mut c_void) -> Result<u64, Refusal> {
-    match c_prepare(h, cb, user_data) {
-        Some(prepare) => h.client.submit_prepared(call, prepare),
-        None => h.client.submit(call, None),
-    }
+    h.client.submit_callback(call, c_prepare(h, cb, user_data))
 }
 
 /// Create a client from a JSON configuration (see the README for every key:
@@ -293,10 +113,10 @@ pub unsafe extern "C" fn sonoran_client_new(config_json: *const c_char) -> *mut 
 /// callback is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn sonoran_client_free(client: *mut sonoran_client) {
-    if client.is_null() {
-        return;
-    }
     guard((), || {
+        if client.is_null() {
+            return Ok(());
+        }
         let h: &sonoran_client = &*client;
         let life = h.life.clone();
         if in_callback_of(&life) {
@@ -439,7 +259,7 @@ pub unsafe extern "C" fn sonoran_cancel(c: *mut sonoran_client, request_id: u64)
 #[no_mangle]
 pub unsafe extern "C" fn sonoran_parse_session(text: *const c_char) -> *mut c_char {
     guard(std::ptr::null_mut(), || {
-        let capture = crate::session::parse_session(arg_str("text", text)?)?;
+        let capture = parse_session(arg_str("text", text)?)?;
         let json = CString::new(capture.to_value().to_string()).map_err(|_| Refusal::new("capture: NUL in output"))?;
         Ok(json.into_raw())
     })
@@ -461,24 +281,6 @@ pub unsafe extern "C" fn sonoran_stats(c: *const sonoran_client) -> *mut c_char 
     })
 }
 
-struct CLogger {
-    cb: unsafe extern "C" fn(*mut c_void, i32, *const c_char),
-    user_data: *mut c_void,
-}
-
-// SAFETY: the host hands us `user_data` for its log callback and accepts (see
-// `sonoran_log_callback`) that it is called from library worker threads.
-unsafe impl Send for CLogger {}
-unsafe impl Sync for CLogger {}
-
-impl CLogger {
-    fn call(&self, level: crate::events::Level, message: &str) {
-        let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
-        // SAFETY: the host promised a valid function pointer when it installed it.
-        unsafe { (self.cb)(self.user_data, level as i32, text.as_ptr()) }
-    }
-}
-
 /// Install the log callback (NULL removes it). Once this returns, the previous callback is not
 /// running and is never called again, so its `user_data` may be released. Returns 1, or 0 when
 /// refused.
@@ -492,8 +294,7 @@ pub unsafe extern "C" fn sonoran_set_log_callback(
         let client = arg_client(c)?;
         let hook = cb.map(|cb| {
             let logger = CLogger { cb, user_data };
-            Box::new(move |level: crate::events::Level, message: &str| logger.call(level, message))
-                as crate::events::LogHook
+            Box::new(move |level: Level, message: &str| logger.call(level, message)) as LogHook
         });
         client.set_log_hook(hook);
         Ok(1)
@@ -513,12 +314,12 @@ pub unsafe extern "C" fn sonoran_resume(c: *mut sonoran_client) -> i32 {
 /// Free a string returned by this library (`sonoran_parse_session`, `sonoran_stats`). NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn sonoran_string_free(s: *mut c_char) {
-    if !s.is_null() {
-        guard((), || {
+    guard((), || {
+        if !s.is_null() {
             drop(CString::from_raw(s));
-            Ok(())
-        })
-    }
+        }
+        Ok(())
+    })
 }
 
 /// The tablet flow: parse `capture_text` (either capture form), pick the player's API ID from
@@ -538,14 +339,9 @@ pub unsafe extern "C" fn sonoran_link_from_tablet(
 ) -> u64 {
     guard(0, || {
         let h = arg_handle(c)?;
-        let capture = crate::session::parse_session(arg_str("capture_text", capture_text)?)?;
-        let ids = match crate::linking::player_ids_from_value(&arg_json("identifiers_json", identifiers_json)?)? {
-            crate::linking::PlayerIds::Identifiers(list) => list,
-            crate::linking::PlayerIds::ApiId(_) => {
-                return Err(Refusal::field("identifiers_json", "expected the player's identifiers as a JSON array"))
-            }
-        };
-        h.client.link_from_tablet(&capture, &ids, c_handler(h, cb, user_data))
+        let capture = parse_session(arg_str("capture_text", capture_text)?)?;
+        let ids = PlayerIds::list_from_value(&arg_json("identifiers_json", identifiers_json)?)?;
+        h.client.link_from_tablet_with(&capture, &ids, c_prepare(h, cb, user_data))
     })
 }
 
@@ -563,8 +359,8 @@ pub unsafe extern "C" fn sonoran_is_linked(
 ) -> u64 {
     guard(0, || {
         let h = arg_handle(c)?;
-        let ids = crate::linking::player_ids_from_value(&arg_json("identifiers_json", identifiers_json)?)?;
-        h.client.is_linked(ids, c_handler(h, cb, user_data))
+        let ids = PlayerIds::from_value(&arg_json("identifiers_json", identifiers_json)?)?;
+        h.client.is_linked_with(ids, c_prepare(h, cb, user_data))
     })
 }
 
@@ -572,8 +368,7 @@ pub unsafe extern "C" fn sonoran_is_linked(
 /// valid until the next `sonoran_*` call on this thread. Never contains the API key.
 #[no_mangle]
 pub extern "C" fn sonoran_last_error() -> *const c_char {
-    catch_unwind(|| LAST_ERROR.with(|e| e.borrow().as_ref().map_or(std::ptr::null(), |s| s.as_ptr())))
-        .unwrap_or(std::ptr::null())
+    quiet(std::ptr::null(), boundary::last_error_ptr)
 }
 
 /// The library version, e.g. "0.1.0". A static string; do not free it.
@@ -583,5 +378,5 @@ pub extern "C" fn sonoran_version() -> *const c_char {
         Ok(v) => v,
         Err(_) => panic!("version is NUL-terminated"),
     };
-    VERSION.as_ptr()
+    quiet(std::ptr::null(), || VERSION.as_ptr())
 }

@@ -1,0 +1,8 @@
+//! The in-game flows, written against the engine's public surface ([`Client::submit_task`],
+//! [`Engine::send`](crate::client::Engine::send)) like any user of the crate: the tablet's login
+//! capture ([`session`]), linking a player from it and the API ID checker ([`linking`]).
+//!
+//! [`Client::submit_task`]: crate::Client::submit_task
+
+pub(crate) mod linking;
+pub(crate) mod session;
