@@ -67,12 +67,10 @@ unsafe fn submit(
     cb: sonoran_callback,
     user_data: *mut c_void,
     build: impl FnOnce(Value) -> Result<Call, Refusal>,
-) -> u64 {
-    guard(0, || {
-        let h = arg_handle(c)?;
-        let data = arg_json("data_json", data_json)?;
-        submit_call(h, build(data)?, cb, user_data)
-    })
+) -> Result<u64, Refusal> {
+    let h = arg_handle(c)?;
+    let data = arg_json("data_json", data_json)?;
+    submit_call(h, build(data)?, cb, user_data)
 }
 
 fn submit_call(h: &sonoran_client, call: Call, cb: sonoran_callback, user_data: *mut c_void) -> Result<u64, Refusal> {
@@ -142,7 +140,7 @@ pub unsafe extern "C" fn sonoran_set_api_id(
     cb: sonoran_callback,
     user_data: *mut c_void,
 ) -> u64 {
-    submit(c, data_json, cb, user_data, Call::set_api_id)
+    guard(0, || submit(c, data_json, cb, user_data, Call::set_api_id))
 }
 
 /// LINK_CHARACTER: `apiId`, `syncId`, `action` (0 ADD, 2 REMOVE). Returns the request id or 0.
@@ -153,7 +151,7 @@ pub unsafe extern "C" fn sonoran_link_character(
     cb: sonoran_callback,
     user_data: *mut c_void,
 ) -> u64 {
-    submit(c, data_json, cb, user_data, Call::link_character)
+    guard(0, || submit(c, data_json, cb, user_data, Call::link_character))
 }
 
 /// MODIFY_IDENTIFIER: `apiId` or `account`, `action` (0 ADD, 1 EDIT, 2 REMOVE), `identifier`
@@ -165,7 +163,7 @@ pub unsafe extern "C" fn sonoran_modify_identifier(
     cb: sonoran_callback,
     user_data: *mut c_void,
 ) -> u64 {
-    submit(c, data_json, cb, user_data, Call::modify_identifier)
+    guard(0, || submit(c, data_json, cb, user_data, Call::modify_identifier))
 }
 
 /// SET_ACCOUNT_PERMISSIONS: one of `apiId`, `username`, `accId`; `add`, `remove`, `set`
@@ -177,7 +175,7 @@ pub unsafe extern "C" fn sonoran_set_account_permissions(
     cb: sonoran_callback,
     user_data: *mut c_void,
 ) -> u64 {
-    submit(c, data_json, cb, user_data, Call::set_account_permissions)
+    guard(0, || submit(c, data_json, cb, user_data, Call::set_account_permissions))
 }
 
 /// GET_ACCOUNT: one of `apiId`, `username`, `account`. Returns the request id or 0.
@@ -188,7 +186,7 @@ pub unsafe extern "C" fn sonoran_get_account(
     cb: sonoran_callback,
     user_data: *mut c_void,
 ) -> u64 {
-    submit(c, data_json, cb, user_data, Call::get_account)
+    guard(0, || submit(c, data_json, cb, user_data, Call::get_account))
 }
 
 /// CHECK_APIID: `apiId`. Success (`data`: the username) means linked; `NOT_LINKED` means not.
@@ -200,7 +198,7 @@ pub unsafe extern "C" fn sonoran_check_api_id(
     cb: sonoran_callback,
     user_data: *mut c_void,
 ) -> u64 {
-    submit(c, data_json, cb, user_data, Call::check_api_id)
+    guard(0, || submit(c, data_json, cb, user_data, Call::check_api_id))
 }
 
 /// Any API type, e.g. `"UNIT_STATUS"`. `data_json`: an object, an array of objects, or `null`.
@@ -374,9 +372,11 @@ pub extern "C" fn sonoran_last_error() -> *const c_char {
 /// The library version, e.g. "0.1.0". A static string; do not free it.
 #[no_mangle]
 pub extern "C" fn sonoran_version() -> *const c_char {
-    static VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
-        Ok(v) => v,
-        Err(_) => panic!("version is NUL-terminated"),
-    };
     quiet(std::ptr::null(), || VERSION.as_ptr())
 }
+
+/// The library version as a C string.
+static VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+    Ok(v) => v,
+    Err(_) => panic!("version is NUL-terminated"),
+};

@@ -2,11 +2,14 @@
 //! `luajit` or `lua51`; mlua in module mode, nothing of Lua linked in).
 //!
 //! A thin translator over the core: `client.rs` is the userdata (core client + registry-held
-//! callbacks), `convert.rs` the Lua <-> JSON rules, and `sonoran.lua` the Lua face (methods that
-//! raise errors at the caller's line, the protected callback runner, `await`).
+//! callbacks), `convert.rs` Lua to JSON, `push.rs` JSON to Lua, `poll.rs` the poll fast path
+//! and the freer thread, and `sonoran.lua` the Lua face (methods that raise errors at the
+//! caller's line, the protected callback runner, `await`).
 
 mod client;
 mod convert;
+mod poll;
+mod push;
 
 use mlua::{ffi, Function, Lua, Table, Value as LuaValue};
 use std::ffi::{c_int, CStr, CString};
@@ -23,6 +26,9 @@ const BUILT_FOR: (&str, &str) = ("Lua 5.1", "lua51");
 
 /// Which interpreter is running this state: a display name and its ABI name, read with the few
 /// API functions every supported ABI shares (the check must work in the wrong interpreter).
+/// `lua/sonoran_loader.lua` makes the same decision in Lua, before any build is loaded: it
+/// cannot ask a module it has not loaded yet, and this check cannot run Lua code in an
+/// interpreter whose ABI it was not built for, so the rule is written once on each side.
 unsafe fn running_interpreter(state: *mut ffi::lua_State) -> (String, Option<&'static str>) {
     let top = ffi::lua_gettop(state);
     let text = |idx: c_int| -> Option<String> {
@@ -82,7 +88,7 @@ fn parse_session(lua: &Lua, capture: LuaValue) -> mlua::Result<(LuaValue, Option
     let parsed = convert::to_json(lua, &capture, "capture", convert::FLOW_BUDGET)
         .and_then(|v| crate::flows::session::parse_session_value(&v));
     match parsed {
-        Ok(c) => Ok((convert::to_lua(lua, &c.to_value())?, None)),
+        Ok(c) => Ok((push::to_lua(lua, &c.to_value())?, None)),
         Err(e) => Ok((LuaValue::Nil, Some(e.message().to_string()))),
     }
 }

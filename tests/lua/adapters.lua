@@ -49,11 +49,7 @@ H.test("FiveM-style example: CreateThread/Wait loop, callback and await", functi
   local done
   AddEventHandler("sonoran:example_done", function(res) done = res end)
   dofile("lua/examples/fivem_server.lua")
-  local deadline = os.time() + 20
-  while not done do
-    host.tick()
-    H.check(os.time() <= deadline, "timed out")
-  end
+  H.tick_until(host.tick, function() return done end)
   H.eq(done.ok, true, "await result")
   H.check(#H.sonoran_threads() > 0, "client running")
   TriggerEvent("onResourceStop", "sonoran-example")
@@ -89,11 +85,7 @@ H.test("Garry's Mod-style example: timer.Create poll and ShutDown hook", functio
   local done
   hook.Add("SonoranExampleDone", "test", function(res) done = res end)
   dofile("lua/examples/gmod_server.lua")
-  local deadline = os.time() + 20
-  while not done do
-    host.think()
-    H.check(os.time() <= deadline, "timed out")
-  end
+  H.tick_until(host.think, function() return done end)
   H.eq(done.ok, true, "result")
   H.eq(done.data.username, "OfficerJones", "username")
   hook.Run("ShutDown")

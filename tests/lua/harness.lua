@@ -76,6 +76,15 @@ function H.poll_until(cad, cond, seconds)
   end
 end
 
+--- Run a host's tick until cond() is true; fails after `seconds` (wall clock, generous).
+function H.tick_until(tick, cond, seconds)
+  local deadline = os.time() + (seconds or 20)
+  while not cond() do
+    tick()
+    if os.time() > deadline then error("timed out waiting", 2) end
+  end
+end
+
 --- Poll until every accepted request of `cad` has been delivered.
 function H.drain(cad, seconds)
   H.poll_until(cad, function() return cad:pending() == 0 end, seconds)
