@@ -177,6 +177,10 @@ impl Queue {
         max: usize,
         mut fallback: impl FnMut(Completion) -> Result<(), Completion>,
     ) -> usize {
+        // Nothing ready (the common case, every tick): no guard, no lock.
+        if self.ready() == 0 {
+            return 0;
+        }
         let Some(_polling) = PollGuard::enter(self) else { return 0 };
         let limit = if max == 0 { self.ready() } else { max };
         let mut ran = 0;

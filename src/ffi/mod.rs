@@ -229,9 +229,12 @@ pub unsafe extern "C" fn sonoran_request(
 pub unsafe extern "C" fn sonoran_poll(c: *mut sonoran_client, max: u32) -> u32 {
     guard(0, || {
         let h = arg_handle(c)?;
-        let life = h.life.clone();
         let ran = h.client.poll(max as usize, |_| {}).min(u32::MAX as usize) as u32;
-        run_deferred_free(&life);
+        // A callback freed the client: the free runs now (the handle is still alive until then).
+        if h.life.state.load(Ordering::Acquire) == FREE_DEFERRED {
+            let life = h.life.clone();
+            run_deferred_free(&life);
+        }
         Ok(ran)
     })
 }
