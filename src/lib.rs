@@ -34,8 +34,8 @@ compile_error!(
 pub use api::RetryClass;
 pub use client::{Callback, Client, ClientStats, Engine, Handler, Level, LogHook, Prepare};
 pub use config::{
-    ApiKey, Config, Delivery, IdentifierType, Rate, RateLimits, SetApiIdForm, DEFAULT_GLOBAL_RATE, MAX_SERVER_WAIT,
-    MIN_API_KEY_CHARS,
+    ApiKey, ApiVersion, Config, Delivery, IdentifierType, Rate, RateLimits, SetApiIdForm, DEFAULT_GLOBAL_RATE,
+    MAX_SERVER_WAIT, MIN_API_KEY_CHARS,
 };
 pub use error::Refusal;
 pub use flows::linking::{PlayerIds, IS_LINKED, LINK_FROM_TABLET};

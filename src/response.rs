@@ -41,6 +41,16 @@ error_codes! {
     NotLinked => "NOT_LINKED",
     /// HTTP 200 `Backend Service Reached`: nothing answers at this path.
     InvalidEndpoint => "INVALID_ENDPOINT",
+    /// v2, 404: the account, identifier or route named does not exist (a player's link that
+    /// does not exist is `NOT_LINKED`).
+    NotFound => "NOT_FOUND",
+    /// v2, 400: the server refused the request as invalid; the message carries its `detail`.
+    InvalidRequest => "INVALID_REQUEST",
+    /// v2, 403: refused; for the tablet link, the account and secret UUIDs do not match an
+    /// account in the community.
+    Forbidden => "FORBIDDEN",
+    /// v2, 409: the change conflicts with the community's data.
+    Conflict => "CONFLICT",
     /// HTTP 429; `retry_after_ms` carries the server's `Retry-After` when it sent one.
     RateLimited => "RATE_LIMITED",
     /// HTTP 5xx.
@@ -85,6 +95,15 @@ impl std::fmt::Display for ErrorCode {
 pub struct Success {
     pub status: u16,
     pub data: Value,
+    /// The server's trace id for this answer (v2: the problem's `traceId`, or the `x-trace-id` /
+    /// `x-kong-request-id` header), what the vendor's support asks for.
+    pub trace_id: Option<String>,
+}
+
+impl Success {
+    pub fn new(status: u16, data: Value) -> Self {
+        Success { status, data, trace_id: None }
+    }
 }
 
 /// A failed request: the HTTP status (0 when no answer came), a code and a message a server
@@ -97,11 +116,13 @@ pub struct Failure {
     pub retry_after_ms: Option<u64>,
     /// `API_DISABLED`: the fatal answer that stopped sending (`INVALID_API_KEY`, ...).
     pub disabled_by: Option<ErrorCode>,
+    /// The server's trace id, when it sent one (see [`Success::trace_id`]).
+    pub trace_id: Option<String>,
 }
 
 impl Failure {
     pub fn new(status: u16, code: ErrorCode, message: impl Into<String>) -> Self {
-        Failure { status, code, message: message.into(), retry_after_ms: None, disabled_by: None }
+        Failure { status, code, message: message.into(), retry_after_ms: None, disabled_by: None, trace_id: None }
     }
 }
 
@@ -151,6 +172,7 @@ impl Completion {
                 error: None,
                 retry_after_ms: None,
                 disabled_by: None,
+                trace_id: s.trace_id.as_deref(),
             },
             Err(f) => Envelope {
                 id: self.id,
@@ -161,6 +183,7 @@ impl Completion {
                 error: Some(ErrorBody { code: f.code, message: &f.message }),
                 retry_after_ms: f.retry_after_ms,
                 disabled_by: f.disabled_by,
+                trace_id: f.trace_id.as_deref(),
             },
         }
     }
@@ -181,6 +204,8 @@ struct Envelope<'a> {
     retry_after_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     disabled_by: Option<ErrorCode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]

@@ -86,8 +86,14 @@ impl Transport {
         let header = |name: reqwest::header::HeaderName| {
             resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
         };
+        let named = |a: &'static str, b: &'static str| {
+            header(reqwest::header::HeaderName::from_static(a))
+                .or_else(|| header(reqwest::header::HeaderName::from_static(b)))
+        };
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let retry_after = header(reqwest::header::RETRY_AFTER);
+        let rate_limit_reset = named("ratelimit-reset", "x-ratelimit-reset");
+        let trace_id = named("x-trace-id", "x-kong-request-id");
         let redirect_to = resp.status().is_redirection().then(|| {
             header(reqwest::header::LOCATION)
                 .and_then(|to| resp.url().join(&to).ok())
@@ -117,7 +123,7 @@ impl Transport {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(RawResponse { status, content_type, retry_after, redirect_to, body })
+        Ok(RawResponse { status, content_type, retry_after, redirect_to, rate_limit_reset, trace_id, body })
     }
 }
 

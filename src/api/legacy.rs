@@ -74,10 +74,10 @@ impl Api for Legacy {
         let envelope =
             Envelope { id: &self.community_id, key: &self.api_key, request_type: &call.request_type, data: &call.data };
         let body = serde_json::to_vec(&envelope).expect("serializing a JSON value cannot fail");
-        Ok(Outgoing { method: Method::Post, path, body: Some(body) })
+        Ok(Outgoing { method: Method::Post, path, body: Some(body), not_found: ErrorCode::NotLinked })
     }
 
-    fn decode(&self, request_type: &str, raw: RawResponse) -> Outcome {
+    fn decode(&self, _out: &Outgoing, request_type: &str, raw: RawResponse) -> Outcome {
         classify(request_type, raw)
     }
 
@@ -244,7 +244,7 @@ pub(crate) fn classify(request_type: &str, raw: RawResponse) -> Result<Success, 
                 format!("HTTP {status} with a JSON content type but an invalid JSON body: {e}"),
             )
         })?;
-        return Ok(Success { status, data: shape(request_type, data) });
+        return Ok(Success::new(status, shape(request_type, data)));
     }
     let detail = message_of(&text).unwrap_or_else(|| said.into_owned());
     if (500..600).contains(&status) {

@@ -11,6 +11,8 @@ fn raw(status: u16, ct: Option<&str>, body: &[u8]) -> RawResponse {
         content_type: ct.map(str::to_string),
         retry_after: None,
         redirect_to: None,
+        rate_limit_reset: None,
+        trace_id: None,
         body: body.to_vec(),
     }
 }
@@ -146,7 +148,7 @@ fn classification_of_arbitrary_answers(
         ].prop_map(|s| s.as_bytes().to_vec()),
     ],
 ) {
-    let raw = RawResponse { status, content_type, retry_after: retry_after.clone(), redirect_to: None, body };
+    let raw = RawResponse { status, content_type, retry_after: retry_after.clone(), redirect_to: None, rate_limit_reset: None, trace_id: None, body };
     match classify("CHECK_APIID", raw) {
         Ok(s) => prop_assert!((200..300).contains(&s.status)),
         Err(f) => {

@@ -8,15 +8,15 @@
 
 pub(crate) mod answer;
 pub(crate) mod legacy;
+pub(crate) mod v2;
 
 use crate::error::Refusal;
 use crate::request::Call;
-use crate::response::Outcome;
+use crate::response::{ErrorCode, Failure, Outcome, Success};
 use std::sync::Arc;
 
 /// HTTP methods the APIs use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // the legacy API only POSTs; the others are the v2 routes'
 pub(crate) enum Method {
     Get,
     Post,
@@ -32,6 +32,8 @@ pub(crate) struct Outgoing {
     pub method: Method,
     pub path: String,
     pub body: Option<Vec<u8>>,
+    /// What a 404 means for this request: `NOT_LINKED` when it names a player by their link.
+    pub not_found: ErrorCode,
 }
 
 /// An HTTP answer as the transport saw it.
@@ -42,6 +44,10 @@ pub struct RawResponse {
     pub retry_after: Option<String>,
     /// A 3xx answer's `Location`, as an origin (`scheme://host:port`), never followed.
     pub redirect_to: Option<String>,
+    /// `RateLimit-Reset`, else `X-RateLimit-Reset`.
+    pub rate_limit_reset: Option<String>,
+    /// `x-trace-id`, else `x-kong-request-id`.
+    pub trace_id: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -69,13 +75,22 @@ pub(crate) trait Api: Send + Sync {
     /// The HTTP request for `call`, or a refusal when the call cannot be sent to this API (a
     /// type without a known path).
     fn encode(&self, call: &Call) -> Result<Outgoing, Refusal>;
-    /// The outcome of an answer to a call of `request_type`. A failure's message may quote the
-    /// server's text whole: the engine redacts it, then clips it.
-    fn decode(&self, request_type: &str, raw: RawResponse) -> Outcome;
+    /// The outcome of an answer to `out`, a call of `request_type`. A failure's message may
+    /// quote the server's text whole: the engine redacts it, then clips it.
+    fn decode(&self, out: &Outgoing, request_type: &str, raw: RawResponse) -> Outcome;
     /// Whether sending `call` twice has the effect of sending it once.
     fn retry_class(&self, call: &Call) -> RetryClass;
     /// Which client-side bucket paces `call` (its type, or its route).
     fn pacing_key(&self, call: &Call) -> Arc<str>;
     /// Values `call` carries that must never appear in a text the library hands out.
     fn secrets<'c>(&self, call: &'c Call) -> Vec<&'c str>;
+    /// A call whose answer `call` needs before it can be encoded (v2 names an identifier's
+    /// account by UUID: given a player instead, the UUID comes from `links/check` first).
+    fn prerequisite(&self, _call: &Call) -> Option<Call> {
+        None
+    }
+    /// `call` completed with what its prerequisite answered.
+    fn after_prerequisite(&self, call: &Call, _answer: &Success) -> Result<Call, Failure> {
+        Ok(call.clone())
+    }
 }

@@ -18,8 +18,8 @@ pub use events::{Level, LogHook};
 pub use queue::{Callback, Handler, Prepare};
 pub use stats::ClientStats;
 
-use crate::api::{legacy::Legacy, Api};
-use crate::config::Config;
+use crate::api::{legacy::Legacy, v2::V2, Api};
+use crate::config::{ApiVersion, Config};
 use crate::error::Refusal;
 use crate::request::Call;
 use crate::response::{Completion, ErrorCode, Failure, Outcome};
@@ -100,8 +100,13 @@ impl Client {
     /// in `thread` delivery).
     pub fn new(config: Config) -> Result<Client, Refusal> {
         config.validate()?;
-        let api: Box<dyn Api> =
-            Box::new(Legacy::new(&config.community_id, config.api_key.expose(), &config.paths, &config.sections));
+        // The backend choice: the one place the engine names a wire format.
+        let api: Box<dyn Api> = match config.api_version {
+            ApiVersion::Legacy => {
+                Box::new(Legacy::new(&config.community_id, config.api_key.expose(), &config.paths, &config.sections))
+            }
+            ApiVersion::V2 => Box::new(V2::new(config.api_key.expose(), config.link_check_ttl)),
+        };
         let transport = Transport::new(&config, &api.headers())?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads)
@@ -153,8 +158,12 @@ impl Client {
     pub fn submit_callback(&self, call: Call, callback: Option<Callback>) -> Result<u64, Refusal> {
         // Encoded now, once: a request that cannot be sent is refused before it is accepted,
         // and while it waits a request holds its encoded body, not the JSON it came from.
-        let prepared = self.inner.prepare(&call)?;
         let request_type = call.request_type.clone();
+        if self.inner.api.prerequisite(&call).is_some() {
+            // It needs another call's answer before it can be encoded (and so checked).
+            return self.submit_task(request_type, callback, move |engine| async move { engine.send(&call).await });
+        }
+        let prepared = self.inner.prepare(&call)?;
         if self.inner.config.coalesce.contains_key(&*call.request_type) {
             // It may join a shared call: it keeps its elements rather than a body of its own.
             return self.submit_task(request_type, callback, move |engine| async move { engine.send(&call).await });

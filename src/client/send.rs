@@ -95,7 +95,13 @@ impl Inner {
         if let Some(window) = self.config.coalesce.get(&*call.request_type) {
             return Box::pin(self.coalesced(call, *window, ctx)).await;
         }
-        let prepared = self.prepare(call).map_err(|r| Failure::new(0, ErrorCode::InvalidEndpoint, r.to_string()))?;
+        let refused = |r: Refusal| Failure::new(0, ErrorCode::InvalidEndpoint, r.to_string());
+        if let Some(first) = self.api.prerequisite(call) {
+            let answer = Box::pin(self.paced(&self.prepare(&first).map_err(refused)?, ctx, 1)).await?;
+            let call = self.api.after_prerequisite(call, &answer)?;
+            return self.paced(&self.prepare(&call).map_err(refused)?, ctx, 1).await;
+        }
+        let prepared = self.prepare(call).map_err(refused)?;
         self.paced(&prepared, ctx, 1).await
     }
 
@@ -205,7 +211,7 @@ impl Inner {
         };
         self.stats.http_latency.record(sent_at.elapsed());
         let (mut f, nothing_sent) = match answer {
-            Ok(raw) => match self.api.decode(&p.request_type, raw) {
+            Ok(raw) => match self.api.decode(&p.out, &p.request_type, raw) {
                 Ok(s) => return Ok(s),
                 Err(f) => (f, false),
             },

@@ -21,7 +21,7 @@ fn a_request_whose_work_panics_completes_internal_exactly_once() {
             if std::hint::black_box(true) {
                 panic!("a bug inside a request's work");
             }
-            Ok(crate::response::Success { status: 200, data: Value::Null })
+            Ok(crate::response::Success::new(200, Value::Null))
         })
         .unwrap();
     assert_eq!(client.pending(), 1);

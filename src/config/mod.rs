@@ -5,7 +5,7 @@ mod parse;
 mod validate;
 
 use crate::error::Refusal;
-pub use crate::request::SetApiIdForm;
+pub use crate::request::{ApiVersion, SetApiIdForm};
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
@@ -88,6 +88,15 @@ impl Rate {
         Ok(())
     }
 
+    /// The bucket of a limit of `n` calls a minute (v2's published limits): never more than `n`
+    /// sent in any 61 s (one second of slack for arrival jitter), so neither a fixed nor a
+    /// sliding one-minute window on the server sees more than `n`: bursts of `n / 10` (at least
+    /// one), the rest spread over the minute.
+    pub fn per_minute(n: u32) -> Rate {
+        let burst = (n / 10).max(1);
+        Rate { per_second: f64::from(n.saturating_sub(burst).max(1)) / 61.0, burst }
+    }
+
     /// The burst the client uses: `burst` less the tokens that refill within `margin`, and
     /// never less than one.
     pub fn usable_burst(&self, margin: Duration) -> u32 {
@@ -152,6 +161,10 @@ impl fmt::Debug for ApiKey {
 /// Everything a client needs. Build with [`Config::new`] or [`Config::from_json`].
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// `"legacy"` (default) or `"v2"`.
+    pub api_version: ApiVersion,
+    /// The community's id; required by the legacy API, optional (and never sent) in v2, where
+    /// the key alone selects the community.
     pub community_id: String,
     pub api_key: ApiKey,
     /// Base URL without a trailing slash.
@@ -216,6 +229,21 @@ impl Default for RateLimits {
 }
 
 impl RateLimits {
+    /// The default limits of an API: the legacy advice (1/s, bursts of 5, every type), or for
+    /// v2 the same global bucket plus one bucket per route at its published limit.
+    pub fn defaults_for(version: ApiVersion) -> Self {
+        match version {
+            ApiVersion::Legacy => RateLimits::default(),
+            ApiVersion::V2 => RateLimits {
+                global: Some(DEFAULT_GLOBAL_RATE),
+                per_type: crate::api::v2::ROUTE_LIMITS
+                    .iter()
+                    .map(|(route, n)| (route.to_string(), Rate::per_minute(*n)))
+                    .collect(),
+            },
+        }
+    }
+
     /// No client-side pacing at all (for tests against a local emulator, or a host that paces
     /// its own calls).
     pub fn unlimited() -> Self {
@@ -227,6 +255,7 @@ impl Config {
     /// A production configuration with defaults.
     pub fn new(community_id: impl Into<String>, api_key: impl Into<String>) -> Self {
         Config {
+            api_version: ApiVersion::Legacy,
             community_id: community_id.into(),
             api_key: ApiKey::new(api_key),
             base_url: PRODUCTION_URL.to_string(),
@@ -253,6 +282,20 @@ impl Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             proxy: None,
         }
+    }
+
+    /// A production configuration for the v2 API (no community id: the key selects the
+    /// community), with v2's default per-route limits.
+    pub fn v2(api_key: impl Into<String>) -> Self {
+        Config::new("", api_key).with_api_version(ApiVersion::V2)
+    }
+
+    /// Switch the API, and with it the default rate limits (the legacy advice, or v2's
+    /// published per-route limits).
+    pub fn with_api_version(mut self, version: ApiVersion) -> Self {
+        self.api_version = version;
+        self.rate_limits = RateLimits::defaults_for(version);
+        self
     }
 
     /// Set the base URL: `production`, `development` or a URL. Checked by [`Config::validate`].

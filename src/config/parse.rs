@@ -2,7 +2,7 @@
 //! refused, and every refusal names the key (`config.timeout_ms: expected an integer from 1 to
 //! 600000`) without quoting the value given.
 
-use super::{resolve_api_url, Config, Delivery, IdentifierType, Rate, RateLimits, SetApiIdForm};
+use super::{resolve_api_url, ApiVersion, Config, Delivery, IdentifierType, Rate, RateLimits, SetApiIdForm};
 use crate::error::Refusal;
 use crate::text::{json_error, printable};
 use serde::de::{self, Deserializer, Visitor};
@@ -33,7 +33,8 @@ pub(super) fn from_value(value: &Value) -> Result<Config, Refusal> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    community_id: String,
+    api_version: Option<ApiVersion>,
+    community_id: Option<String>,
     api_key: Key,
     api_url: Option<String>,
     timeout_ms: Option<Int<1, 600_000>>,
@@ -70,7 +71,17 @@ struct RawRate {
 
 impl RawConfig {
     fn into_config(self) -> Result<Config, Refusal> {
-        let mut cfg = Config::new(self.community_id, self.api_key.0);
+        let version = self.api_version.unwrap_or(ApiVersion::Legacy);
+        let community_id =
+            match (self.community_id, version) {
+                (Some(id), _) => id,
+                (None, ApiVersion::V2) => String::new(),
+                (None, ApiVersion::Legacy) => return Err(Refusal::field(
+                    "config.community_id",
+                    "is required by the legacy API (with \"api_version\": \"v2\" the key alone selects the community)",
+                )),
+            };
+        let mut cfg = Config::new(community_id, self.api_key.0).with_api_version(version);
         let ms = |v: Int<0, { u64::MAX }>| Duration::from_millis(v.0);
         if let Some(url) = self.api_url {
             cfg.base_url = resolve_api_url(&url);
@@ -108,7 +119,7 @@ impl RawConfig {
             cfg.set_api_id_form = v;
         }
         if let Some(spec) = self.rate_limits {
-            cfg.rate_limits = rate_limits(spec)?;
+            cfg.rate_limits = rate_limits(spec, RateLimits::defaults_for(version))?;
         }
         if let Some(v) = self.rate_limit_margin_ms {
             cfg.rate_limit_margin = ms(v.widen());
@@ -137,10 +148,10 @@ impl RawConfig {
     }
 }
 
-/// `{"global": {...} | null, "TYPE": {...}}`; keys left out keep their default (the global
-/// default, no per-type limit).
-fn rate_limits(spec: HashMap<String, Option<RawRate>>) -> Result<RateLimits, Refusal> {
-    let mut out = RateLimits::default();
+/// `{"global": {...} | null, "TYPE" or "METHOD /v2/route": {...}}`; keys left out keep their
+/// default (the API's defaults).
+fn rate_limits(spec: HashMap<String, Option<RawRate>>, defaults: RateLimits) -> Result<RateLimits, Refusal> {
+    let mut out = defaults;
     for (key, rate) in spec {
         let field = format!("config.rate_limits.{}", printable(&key));
         let rate = rate.map(|r| Rate { per_second: r.per_second.0, burst: r.burst.map_or(1, |b| b.0 as u32) });

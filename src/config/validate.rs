@@ -1,7 +1,7 @@
 //! The checks of every configuration field, made by `Config::from_json` and by the client
 //! constructor (a `Config` built in Rust is checked too).
 
-use super::{Config, MIN_API_KEY_CHARS};
+use super::{ApiVersion, Config, MIN_API_KEY_CHARS};
 use crate::api::legacy;
 use crate::error::Refusal;
 use crate::text::{check_type_name, printable};
@@ -11,7 +11,10 @@ use std::time::Duration;
 impl Config {
     /// Check every field; called by [`Config::from_json`] and by the client constructor.
     pub fn validate(&self) -> Result<(), Refusal> {
-        check_header_value("config.community_id", &self.community_id)?;
+        let v2 = self.api_version == ApiVersion::V2;
+        if !(v2 && self.community_id.is_empty()) {
+            check_header_value("config.community_id", &self.community_id)?;
+        }
         check_header_value("config.api_key", self.api_key.expose())?;
         let key_chars = self.api_key.expose().chars().count();
         if key_chars < MIN_API_KEY_CHARS {
@@ -48,9 +51,28 @@ impl Config {
         if let Some(r) = &self.rate_limits.global {
             r.check("config.rate_limits.global")?;
         }
-        for (ty, r) in &self.rate_limits.per_type {
-            check_type_name(&format!("config.rate_limits key '{}'", printable(ty)), ty)?;
-            r.check(&format!("config.rate_limits.{ty}"))?;
+        for (key, r) in &self.rate_limits.per_type {
+            let field = format!("config.rate_limits key '{}'", printable(key));
+            if v2 {
+                crate::api::v2::check_route_key(&field, key)?;
+            } else {
+                check_type_name(&field, key)?;
+            }
+            r.check(&format!("config.rate_limits.{}", printable(key)))?;
+        }
+        if v2 {
+            for (key, set) in [
+                ("coalesce", !self.coalesce.is_empty()),
+                ("paths", !self.paths.is_empty()),
+                ("sections", !self.sections.is_empty()),
+            ] {
+                if set {
+                    return Err(Refusal::field(
+                        format!("config.{key}"),
+                        "is for the legacy API only; v2 routes are fixed (use request_v2 for a route the library has no call for)",
+                    ));
+                }
+            }
         }
         for (ty, window) in &self.coalesce {
             check_type_name(&format!("config.coalesce key '{}'", printable(ty)), ty)?;

@@ -168,14 +168,14 @@ fn refused(r: Refusal) -> Failure {
 
 async fn link(engine: &Engine, capture: Capture, api_id: String) -> Result<Success, Failure> {
     if check_linked(engine, &api_id).await? {
-        return Ok(Success { status: 200, data: json!({"outcome": "ALREADY_LINKED", "apiId": api_id}) });
+        return Ok(Success::new(200, json!({"outcome": "ALREADY_LINKED", "apiId": api_id})));
     }
     let cfg = engine.config();
     let call =
         Call::link_api_id(&capture.username, &capture.session_id, &api_id, cfg.set_api_id_form).map_err(refused)?;
     let set = engine.send(&call).await?;
     engine.state::<LinkCache>().remember(&api_id, true, cfg.link_check_ttl);
-    Ok(Success { status: set.status, data: json!({"outcome": "LINKED", "apiId": api_id}) })
+    Ok(Success::new(set.status, json!({"outcome": "LINKED", "apiId": api_id})))
 }
 
 /// The player's API ID among the identifiers the game server gives: the configured type's
@@ -284,7 +284,7 @@ impl Client {
         self.submit_task(Arc::from(IS_LINKED), callback, move |engine| async move {
             let api_id = api_id.ok_or_else(|| no_identifier(kind))?;
             let linked = check_linked(&engine, &api_id).await?;
-            Ok(Success { status: 200, data: json!({"linked": linked, "apiId": api_id}) })
+            Ok(Success::new(200, json!({"linked": linked, "apiId": api_id})))
         })
     }
 }

@@ -13,11 +13,54 @@ pub(super) struct Fields<'a> {
     obj: Map<String, Value>,
     path: String,
     request_type: &'a str,
+    /// The v2 rows: v2's selectors beside the legacy names (their aliases), no legacy-only
+    /// fields.
+    v2: bool,
 }
 
+/// v2's selectors and the legacy names that stand for them (`apiId` for `communityUserId`,
+/// `account` / `accId` for `accountUuid`), for the routes that take all five.
+const V2_SELECTORS: &[&str] =
+    &["communityUserId", "apiId", "accountUuid", "account", "accId", "username", "discord", "roblox"];
+
 impl<'a> Fields<'a> {
-    pub(super) fn new(obj: Map<String, Value>, path: String, request_type: &'a str) -> Fields<'a> {
-        Fields { obj, path, request_type }
+    pub(super) fn new(obj: Map<String, Value>, path: String, request_type: &'a str, v2: bool) -> Fields<'a> {
+        Fields { obj, path, request_type, v2 }
+    }
+
+    /// The account selectors of a type: the legacy list, or v2's.
+    fn selectors(&self, legacy: &'static [&'static str], v2: &'static [&'static str]) -> &'static [&'static str] {
+        if self.v2 {
+            v2
+        } else {
+            legacy
+        }
+    }
+
+    /// The fields a type takes: its own plus its selectors.
+    fn allow(&self, own: &[&str], selectors: &[&str]) -> Result<(), Refusal> {
+        if self.v2 {
+            self.refuse_legacy_only()?;
+        }
+        let all: Vec<&str> = selectors.iter().chain(own).copied().collect();
+        self.allow_only(&all)
+    }
+
+    /// Fields v2 does not have, refused with what v2 uses instead.
+    fn refuse_legacy_only(&self) -> Result<(), Refusal> {
+        if self.obj.contains_key("sessionId") {
+            return Err(Refusal::field(
+                self.at("sessionId"),
+                "is not in v2: a player is linked from the tablet's scad:account-link message (link_from_tablet) \
+                 or with a link code (create_link_code)",
+            ));
+        }
+        for k in ["id1", "id2"] {
+            if self.obj.contains_key(k) {
+                return Err(Refusal::field(self.at(k), "is not in v2: give apiIds (a list of API IDs) instead"));
+            }
+        }
+        Ok(())
     }
 
     fn at(&self, key: &str) -> String {
@@ -39,7 +82,7 @@ impl<'a> Fields<'a> {
         let present: Vec<&'static str> = keys.iter().copied().filter(|k| self.obj.contains_key(*k)).collect();
         match present.as_slice() {
             [one] => {
-                self.string(one, true)?;
+                self.selector_value(one)?;
                 Ok(one)
             }
             [] => Err(Refusal::field(
@@ -51,6 +94,26 @@ impl<'a> Fields<'a> {
                 format!("give only one of {} (got {})", keys.join(", "), many.join(" and ")),
             )),
         }
+    }
+
+    /// A selector's value: `roblox` an integer, a UUID where v2 puts it in a path or checks it
+    /// as one, any other a string.
+    fn selector_value(&self, key: &str) -> Result<(), Refusal> {
+        let v = &self.obj[key];
+        if key == "roblox" {
+            return v
+                .as_u64()
+                .map(|_| ())
+                .ok_or_else(|| Refusal::field(self.at(key), "expected an integer Roblox user id"));
+        }
+        let s = check_string(&self.at(key), v, false)?;
+        if self.v2 && matches!(key, "accountUuid" | "account" | "accId") && !is_uuid(s) {
+            return Err(Refusal::field(
+                self.at(key),
+                "expected an account UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+            ));
+        }
+        Ok(())
     }
 
     fn string(&self, key: &str, required: bool) -> Result<Option<&str>, Refusal> {
@@ -90,8 +153,9 @@ impl<'a> Fields<'a> {
     }
 
     pub(super) fn set_api_id(mut self) -> Result<Map<String, Value>, Refusal> {
-        self.allow_only(&["username", "account", "sessionId", "apiIds", "pushNew", "id1", "id2"])?;
-        self.exactly_one(&["username", "account"])?;
+        let by = self.selectors(&["username", "account"], V2_SELECTORS);
+        self.allow(&["sessionId", "apiIds", "pushNew", "id1", "id2"], by)?;
+        self.exactly_one(by)?;
         self.string("sessionId", false)?;
         let old_form = self.obj.contains_key("id1") || self.obj.contains_key("id2");
         let new_form = self.obj.contains_key("apiIds");
@@ -126,17 +190,30 @@ impl<'a> Fields<'a> {
     }
 
     pub(super) fn link_character(mut self) -> Result<Map<String, Value>, Refusal> {
-        self.allow_only(&["apiId", "syncId", "action"])?;
-        self.string("apiId", true)?;
+        let by =
+            self.selectors(&["apiId"], &["communityUserId", "apiId", "accountUuid", "account", "discord", "roblox"]);
+        self.allow(&["syncId", "action"], by)?;
+        if self.v2 {
+            self.exactly_one(by)?;
+        } else {
+            self.string("apiId", true)?;
+        }
         self.string("syncId", true)?;
         self.action(&[("ADD", 0), ("REMOVE", 2)])?;
         Ok(self.obj)
     }
 
     pub(super) fn modify_identifier(mut self) -> Result<Map<String, Value>, Refusal> {
-        self.allow_only(&["apiId", "account", "action", "identifier", "identId"])?;
-        self.exactly_one(&["apiId", "account"])?;
+        let by = self.selectors(&["apiId", "account"], &["accountUuid", "account", "communityUserId", "apiId"]);
+        self.allow(&["action", "identifier", "identId"], by)?;
+        self.exactly_one(by)?;
         let action = self.action(&[("ADD", 0), ("EDIT", 1), ("REMOVE", 2)])?;
+        if self.v2 && action == 1 && !self.obj.contains_key("identId") {
+            return Err(Refusal::field(
+                self.at("identId"),
+                "is required for EDIT in v2 (the route names the identifier)",
+            ));
+        }
         let has_ident = self.obj.contains_key("identifier");
         if let Some(v) = self.obj.get("identId") {
             if v.as_u64().is_none() {
@@ -162,11 +239,13 @@ impl<'a> Fields<'a> {
     }
 
     pub(super) fn set_account_permissions(self) -> Result<Map<String, Value>, Refusal> {
-        self.allow_only(&["apiId", "username", "accId", "active", "add", "remove", "set", "join"])?;
-        let by = self.exactly_one(&["apiId", "username", "accId"])?;
+        let selectors = self.selectors(&["apiId", "username", "accId"], V2_SELECTORS);
+        self.allow(&["active", "add", "remove", "set", "join"], selectors)?;
+        let by = self.exactly_one(selectors)?;
         self.bool("active")?;
-        if self.bool("join")?.is_some() && by != "accId" {
-            return Err(Refusal::field(self.at("join"), "only works when the account is named by accId"));
+        if self.bool("join")?.is_some() && !matches!(by, "accId" | "accountUuid" | "account") {
+            let named = if self.v2 { "accountUuid (or accId)" } else { "accId" };
+            return Err(Refusal::field(self.at("join"), format!("only works when the account is named by {named}")));
         }
         for list in ["add", "remove", "set"] {
             let Some(v) = self.obj.get(list) else { continue };
@@ -196,16 +275,31 @@ impl<'a> Fields<'a> {
     }
 
     pub(super) fn get_account(self) -> Result<Map<String, Value>, Refusal> {
-        self.allow_only(&["apiId", "username", "account"])?;
-        self.exactly_one(&["apiId", "username", "account"])?;
+        let by = self.selectors(&["apiId", "username", "account"], V2_SELECTORS);
+        self.allow(&[], by)?;
+        self.exactly_one(by)?;
         Ok(self.obj)
     }
 
     pub(super) fn check_api_id(self) -> Result<Map<String, Value>, Refusal> {
-        self.allow_only(&["apiId"])?;
-        self.string("apiId", true)?;
+        if self.v2 {
+            self.allow(&[], &["communityUserId", "apiId"])?;
+            self.exactly_one(&["communityUserId", "apiId"])?;
+        } else {
+            self.allow_only(&["apiId"])?;
+            self.string("apiId", true)?;
+        }
         Ok(self.obj)
     }
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (hex digits, either case).
+pub(crate) fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { *c == b'-' } else { c.is_ascii_hexdigit() })
 }
 
 /// A non-empty string without control characters, at most [`MAX_FIELD`] bytes.

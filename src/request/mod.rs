@@ -69,6 +69,19 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The type name of a typed kind (`None` for `Other`).
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Kind::SetApiId => "SET_API_ID",
+            Kind::LinkCharacter => "LINK_CHARACTER",
+            Kind::ModifyIdentifier => "MODIFY_IDENTIFIER",
+            Kind::SetAccountPermissions => "SET_ACCOUNT_PERMISSIONS",
+            Kind::GetAccount => "GET_ACCOUNT",
+            Kind::CheckApiId => "CHECK_APIID",
+            Kind::Other => return None,
+        })
+    }
+
     /// The kind of a type name.
     pub fn of(request_type: &str) -> Kind {
         match request_type {
@@ -81,6 +94,16 @@ impl Kind {
             _ => Kind::Other,
         }
     }
+}
+
+/// Which of the vendor's APIs the client speaks (`api_version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiVersion {
+    /// The seeds' API: `POST /{section}/{type}` with the `{id, key, type, data}` envelope.
+    Legacy,
+    /// The REST API under `/v2/`, `Authorization: Bearer`, problem+json errors.
+    V2,
 }
 
 /// Which SET_API_ID form the tablet flow sends (`set_api_id_form`).
@@ -106,6 +129,53 @@ impl Call {
     /// The kind of the call's type.
     pub fn kind(&self) -> Kind {
         Kind::of(&self.request_type)
+    }
+
+    /// A typed call validated for an API: the legacy rows (the seeds' fields), or v2's (its
+    /// selectors `communityUserId`, `accountUuid`, `username`, `discord`, `roblox`, with the
+    /// legacy names as aliases; one request object; no `sessionId`, `id1` or `id2`).
+    pub fn for_api(api: ApiVersion, kind: Kind, data: Value) -> Result<Call, Refusal> {
+        let Some(name) = kind.name() else {
+            return Err(Refusal::field("type", "not a typed call"));
+        };
+        if api == ApiVersion::V2 {
+            if let Value::Array(items) = &data {
+                if items.len() > 1 {
+                    return Err(Refusal::field("data", "v2 takes one request object per call (one account per route)"));
+                }
+            }
+        }
+        Call::typed_for(name, kind, data, api == ApiVersion::V2)
+    }
+
+    /// A v2 call to any route: `method` (`GET`, `POST`, `PUT`, `PATCH`, `DELETE`), `path` under
+    /// `/v2/` (its query included, values percent-encoded by the caller), and a JSON body or
+    /// none. Its result's type is `"METHOD /v2/path"`.
+    pub fn v2_request(method: &str, path: &str, body: Option<Value>) -> Result<Call, Refusal> {
+        let method = method.trim().to_ascii_uppercase();
+        if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+            return Err(Refusal::field("method", "expected GET, POST, PUT, PATCH or DELETE"));
+        }
+        let ok = path.starts_with("/v2/")
+            && path.len() <= 2048
+            && path.bytes().all(|b| b.is_ascii_graphic() && !b"\"\\<>^`{|}#".contains(&b));
+        if !ok {
+            return Err(Refusal::field(
+                "path",
+                "expected a path under /v2/ (percent-encoded, no spaces or quotes), e.g. \"/v2/general/version\"",
+            ));
+        }
+        if body.as_ref().is_some_and(|b| !b.is_object() && !b.is_array() && !b.is_null()) {
+            return Err(Refusal::field("body", "expected a JSON object or array, or null for no body"));
+        }
+        let route = path.split('?').next().unwrap_or(path);
+        let data = serde_json::json!({ "path": path, "body": body.unwrap_or(Value::Null) });
+        Ok(Call { request_type: format!("{method} {route}").into(), data: vec![data] })
+    }
+
+    /// A call the library's own flows build from values they checked (no further validation).
+    pub(crate) fn internal(request_type: &str, data: Value) -> Call {
+        Call { request_type: request_type.into(), data: vec![data] }
     }
 
     /// The SET_API_ID the tablet flow sends: the captured username and session, and the
@@ -177,6 +247,10 @@ impl Call {
     }
 
     fn typed(request_type: &str, kind: Kind, data: Value) -> Result<Call, Refusal> {
+        Call::typed_for(request_type, kind, data, false)
+    }
+
+    fn typed_for(request_type: &str, kind: Kind, data: Value, v2: bool) -> Result<Call, Refusal> {
         let (items, single) = match data {
             Value::Object(_) => (vec![data], true),
             Value::Array(items) if items.is_empty() => {
@@ -196,7 +270,7 @@ impl Call {
             let Value::Object(obj) = item else {
                 return Err(Refusal::field(path, "expected a request object"));
             };
-            let v = Fields::new(obj, path, request_type);
+            let v = Fields::new(obj, path, request_type, v2);
             out.push(Value::Object(match kind {
                 Kind::SetApiId => v.set_api_id()?,
                 Kind::LinkCharacter => v.link_character()?,
