@@ -14,6 +14,10 @@ use std::time::Duration;
 pub const PRODUCTION_URL: &str = "https://api.sonorancad.com";
 /// `api_url = "development"` (separate data, reset at random).
 pub const DEVELOPMENT_URL: &str = "https://staging-api.dev.sonorancad.com";
+/// The CAD page where a player enters a v2 link code (`?code=...`).
+pub const LINK_PAGE: &str = "https://sonorancad.com/id";
+/// The same page of the development CAD, for `api_url = "development"`.
+pub const DEVELOPMENT_LINK_PAGE: &str = "https://staging.dev.sonorancad.com/id";
 
 /// Default request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -15,14 +15,14 @@ mod boundary;
 mod callback;
 
 use crate::client::{Client, Level, LogHook};
+use crate::config::ApiVersion;
 use crate::config::Config;
 use crate::error::Refusal;
 use crate::flows::linking::PlayerIds;
 use crate::flows::session::parse_session;
-use crate::request::Call;
+use crate::request::{Call, Kind};
 use boundary::{arg_client, arg_handle, arg_json, arg_str, guard, quiet};
 use callback::{c_prepare, in_callback_of, run_deferred_free, CLogger, Life, FREEING, FREE_DEFERRED, LIVE};
-use serde_json::Value;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -66,11 +66,11 @@ unsafe fn submit(
     data_json: *const c_char,
     cb: sonoran_callback,
     user_data: *mut c_void,
-    build: impl FnOnce(Value) -> Result<Call, Refusal>,
+    kind: Kind,
 ) -> Result<u64, Refusal> {
     let h = arg_handle(c)?;
     let data = arg_json("data_json", data_json)?;
-    submit_call(h, build(data)?, cb, user_data)
+    submit_call(h, Call::for_api(h.client.config().api_version, kind, data)?, cb, user_data)
 }
 
 fn submit_call(h: &sonoran_client, call: Call, cb: sonoran_callback, user_data: *mut c_void) -> Result<u64, Refusal> {
@@ -140,7 +140,7 @@ pub unsafe extern "C" fn sonoran_set_api_id(
     cb: sonoran_callback,
     user_data: *mut c_void,
 ) -> u64 {
-    guard(0, || submit(c, data_json, cb, user_data, Call::set_api_id))
+    guard(0, || submit(c, data_json, cb, user_data, Kind::SetApiId))
 }
 
 /// LINK_CHARACTER: `apiId`, `syncId`, `action` (0 ADD, 2 REMOVE). Returns the request id or 0.
@@ -151,7 +151,7 @@ pub unsafe extern "C" fn sonoran_link_character(
     cb: sonoran_callback,
     user_data: *mut c_void,
 ) -> u64 {
-    guard(0, || submit(c, data_json, cb, user_data, Call::link_character))
+    guard(0, || submit(c, data_json, cb, user_data, Kind::LinkCharacter))
 }
 
 /// MODIFY_IDENTIFIER: `apiId` or `account`, `action` (0 ADD, 1 EDIT, 2 REMOVE), `identifier`
@@ -163,7 +163,7 @@ pub unsafe extern "C" fn sonoran_modify_identifier(
     cb: sonoran_callback,
     user_data: *mut c_void,
 ) -> u64 {
-    guard(0, || submit(c, data_json, cb, user_data, Call::modify_identifier))
+    guard(0, || submit(c, data_json, cb, user_data, Kind::ModifyIdentifier))
 }
 
 /// SET_ACCOUNT_PERMISSIONS: one of `apiId`, `username`, `accId`; `add`, `remove`, `set`
@@ -175,7 +175,7 @@ pub unsafe extern "C" fn sonoran_set_account_permissions(
     cb: sonoran_callback,
     user_data: *mut c_void,
 ) -> u64 {
-    guard(0, || submit(c, data_json, cb, user_data, Call::set_account_permissions))
+    guard(0, || submit(c, data_json, cb, user_data, Kind::SetAccountPermissions))
 }
 
 /// GET_ACCOUNT: one of `apiId`, `username`, `account`. Returns the request id or 0.
@@ -186,7 +186,7 @@ pub unsafe extern "C" fn sonoran_get_account(
     cb: sonoran_callback,
     user_data: *mut c_void,
 ) -> u64 {
-    guard(0, || submit(c, data_json, cb, user_data, Call::get_account))
+    guard(0, || submit(c, data_json, cb, user_data, Kind::GetAccount))
 }
 
 /// CHECK_APIID: `apiId`. Success (`data`: the username) means linked; `NOT_LINKED` means not.
@@ -198,7 +198,7 @@ pub unsafe extern "C" fn sonoran_check_api_id(
     cb: sonoran_callback,
     user_data: *mut c_void,
 ) -> u64 {
-    guard(0, || submit(c, data_json, cb, user_data, Call::check_api_id))
+    guard(0, || submit(c, data_json, cb, user_data, Kind::CheckApiId))
 }
 
 /// Any API type, e.g. `"UNIT_STATUS"`. `data_json`: an object, an array of objects, or `null`.
@@ -214,9 +214,62 @@ pub unsafe extern "C" fn sonoran_request(
 ) -> u64 {
     guard(0, || {
         let h = arg_handle(c)?;
+        if h.client.config().api_version == ApiVersion::V2 {
+            return Err(Refusal::new(
+                "sonoran_request sends a legacy API type; with \"api_version\": \"v2\" use \
+                 sonoran_request_v2(c, method, path, body_json, cb, user_data)",
+            ));
+        }
         let ty = arg_str("type", request_type)?;
         let data = arg_json("data_json", data_json)?;
         submit_call(h, Call::generic(ty, data)?, cb, user_data)
+    })
+}
+
+/// Any v2 route (`"api_version": "v2"` only): `method` `"GET"`, `"POST"`, `"PUT"`, `"PATCH"` or
+/// `"DELETE"`; `path` under `/v2/`, with its query, values percent-encoded; `body_json` a JSON
+/// object or array, or NULL for no body. The result's type is `"METHOD /v2/path"`, its `data`
+/// the answer as it came. Returns the request id or 0.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_request_v2(
+    c: *mut sonoran_client,
+    method: *const c_char,
+    path: *const c_char,
+    body_json: *const c_char,
+    cb: sonoran_callback,
+    user_data: *mut c_void,
+) -> u64 {
+    guard(0, || {
+        let h = arg_handle(c)?;
+        if h.client.config().api_version != ApiVersion::V2 {
+            return Err(Refusal::new(
+                "sonoran_request_v2 needs \"api_version\": \"v2\"; the legacy API takes sonoran_request(c, type, \
+                 data_json, cb, user_data)",
+            ));
+        }
+        let method = arg_str("method", method)?;
+        let path = arg_str("path", path)?;
+        let body = if body_json.is_null() { None } else { Some(arg_json("body_json", body_json)?) };
+        submit_call(h, Call::v2_request(method, path, body)?, cb, user_data)
+    })
+}
+
+/// The v2 link code flow (`"api_version": "v2"` only): a code the player enters at
+/// `sonorancad.com/id` to link their account. `identifiers_json` as for `sonoran_is_linked`.
+/// One result, type `CREATE_LINK_CODE`, `data` `{"code","url","expiresAt","communityUserId"}`;
+/// a code minted for the same player in the last five minutes is handed out again. Returns the
+/// request id or 0.
+#[no_mangle]
+pub unsafe extern "C" fn sonoran_create_link_code(
+    c: *mut sonoran_client,
+    identifiers_json: *const c_char,
+    cb: sonoran_callback,
+    user_data: *mut c_void,
+) -> u64 {
+    guard(0, || {
+        let h = arg_handle(c)?;
+        let ids = PlayerIds::from_value(&arg_json("identifiers_json", identifiers_json)?)?;
+        h.client.create_link_code(ids, c_prepare(h, cb, user_data))
     })
 }
 

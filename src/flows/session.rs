@@ -1,29 +1,53 @@
 //! The tablet's login capture: the legacy console line
-//! `LOGIN COMMUNITY: {TEST2} USERNAME: {SonoranBrian1} SESSIONID: {75afeea-a869-4dea-b2}` and the
-//! current iframe message `{"username": "...", "session": "..."}`.
+//! `LOGIN COMMUNITY: {TEST2} USERNAME: {SonoranBrian1} SESSIONID: {75afeea-a869-4dea-b2}`, the
+//! legacy iframe message `{"username": "...", "session": "..."}`, and the v2 CAD's iframe message
+//! `{"type": "scad:account-link", "accountUuid": "...", "secretUuid": "..."}`.
 //!
 //! The parser is strict: each field has a character set it cannot leave, the JSON form takes no
 //! other keys, and a text holding two logins is refused, so nothing can be smuggled through it.
 
 use crate::error::Refusal;
+use crate::request::is_uuid;
 use serde_json::{Map, Value};
 
 /// Longest capture text accepted.
 pub const MAX_CAPTURE_BYTES: usize = 4096;
 
+/// The `type` of the v2 CAD's iframe message.
+pub const ACCOUNT_LINK_TYPE: &str = "scad:account-link";
+
 /// A parsed login capture.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Capture {
-    /// The community named by the legacy form; `None` for the iframe form.
-    pub community: Option<String>,
-    pub username: String,
-    pub session_id: String,
+pub enum Capture {
+    /// A login on the legacy API's CAD: the console line or the `{username, session}` message.
+    Login {
+        /// The community named by the console line; `None` for the iframe form.
+        community: Option<String>,
+        username: String,
+        session_id: String,
+    },
+    /// The v2 CAD's `scad:account-link` message. The secret is redacted from every text the
+    /// library hands out once a request carries it.
+    AccountLink { account_uuid: String, secret_uuid: String },
 }
 
 impl Capture {
-    /// `{"community": ..., "username": ..., "sessionId": ...}` (community null for the iframe form).
+    /// A legacy login.
+    pub fn login(community: Option<String>, username: impl Into<String>, session_id: impl Into<String>) -> Capture {
+        Capture::Login { community, username: username.into(), session_id: session_id.into() }
+    }
+
+    /// `{"community": ..., "username": ..., "sessionId": ...}` (community null for the iframe
+    /// form), or `{"type": "scad:account-link", "accountUuid": ..., "secretUuid": ...}`.
     pub fn to_value(&self) -> Value {
-        serde_json::json!({"community": self.community, "username": self.username, "sessionId": self.session_id})
+        match self {
+            Capture::Login { community, username, session_id } => {
+                serde_json::json!({"community": community, "username": username, "sessionId": session_id})
+            }
+            Capture::AccountLink { account_uuid, secret_uuid } => {
+                serde_json::json!({"type": ACCOUNT_LINK_TYPE, "accountUuid": account_uuid, "secretUuid": secret_uuid})
+            }
+        }
     }
 }
 
@@ -59,6 +83,9 @@ pub fn parse_session_value(v: &Value) -> Result<Capture, Refusal> {
 }
 
 fn parse_message(obj: &Map<String, Value>) -> Result<Capture, Refusal> {
+    if obj.get("type").is_some() {
+        return parse_account_link(obj);
+    }
     if let Some(k) = obj.keys().find(|k| k.as_str() != "username" && k.as_str() != "session") {
         return Err(Refusal::field(
             format!("capture.{}", crate::text::printable(k)),
@@ -74,7 +101,30 @@ fn parse_message(obj: &Map<String, Value>) -> Result<Capture, Refusal> {
     };
     let username = check_username(get("username")?)?;
     let session_id = check_session_id(get("session")?)?;
-    Ok(Capture { community: None, username, session_id })
+    Ok(Capture::Login { community: None, username, session_id })
+}
+
+/// `{"type": "scad:account-link", "accountUuid": "<uuid>", "secretUuid": "<uuid>"}`, nothing else.
+fn parse_account_link(obj: &Map<String, Value>) -> Result<Capture, Refusal> {
+    if obj.get("type").and_then(Value::as_str) != Some(ACCOUNT_LINK_TYPE) {
+        return Err(Refusal::field("capture.type", format!("expected \"{ACCOUNT_LINK_TYPE}\"")));
+    }
+    if let Some(k) = obj.keys().find(|k| !["type", "accountUuid", "secretUuid"].contains(&k.as_str())) {
+        return Err(Refusal::field(
+            format!("capture.{}", crate::text::printable(k)),
+            "unexpected field: the account-link message has only type, accountUuid and secretUuid",
+        ));
+    }
+    let uuid = |key: &str| -> Result<String, Refusal> {
+        match obj.get(key) {
+            Some(Value::String(s)) if is_uuid(s) => Ok(s.to_ascii_lowercase()),
+            Some(_) => {
+                Err(Refusal::field(format!("capture.{key}"), "expected a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"))
+            }
+            None => Err(Refusal::field(format!("capture.{key}"), "is required")),
+        }
+    };
+    Ok(Capture::AccountLink { account_uuid: uuid("accountUuid")?, secret_uuid: uuid("secretUuid")? })
 }
 
 /// Find `LOGIN COMMUNITY: {..} USERNAME: {..} SESSIONID: {..}` anywhere in a line.
@@ -94,7 +144,7 @@ fn parse_console_line(text: &str) -> Result<Capture, Refusal> {
     let username = cur.braced("username")?;
     cur.word("SESSIONID:")?;
     let session = cur.braced("sessionId")?;
-    Ok(Capture {
+    Ok(Capture::Login {
         community: Some(check_community(community)?),
         username: check_username(username)?,
         session_id: check_session_id(session)?,
@@ -203,24 +253,42 @@ mod tests {
     #[test]
     fn legacy_console_line_anywhere_in_a_log_line() {
         let c = parse_session("[tablet] console: LOGIN COMMUNITY: {TEST2} USERNAME: {SonoranBrian1} SESSIONID: {75afeea-a869-4dea-b2} (index.js:12)").unwrap();
-        assert_eq!(
-            c,
-            Capture {
-                community: Some("TEST2".into()),
-                username: "SonoranBrian1".into(),
-                session_id: "75afeea-a869-4dea-b2".into()
-            }
-        );
+        assert_eq!(c, Capture::login(Some("TEST2".into()), "SonoranBrian1", "75afeea-a869-4dea-b2"));
         let c = parse_session("LOGIN   COMMUNITY:{TEST2}\tUSERNAME:  {Brian Smith}\nSESSIONID: {abc}").unwrap();
-        assert_eq!(c.username, "Brian Smith");
+        assert_eq!(c, Capture::login(Some("TEST2".into()), "Brian Smith", "abc"));
     }
 
     #[test]
     fn iframe_message_as_object_or_text() {
         let c = parse_session_value(&json!({"username": "SonoranBrian", "session": "75afeea-a869"})).unwrap();
-        assert_eq!(c, Capture { community: None, username: "SonoranBrian".into(), session_id: "75afeea-a869".into() });
+        assert_eq!(c, Capture::login(None, "SonoranBrian", "75afeea-a869"));
         assert_eq!(parse_session(r#" {"username": "SonoranBrian", "session": "75afeea-a869"} "#).unwrap(), c);
         assert_eq!(parse_session_value(&json!(r#"{"username":"SonoranBrian","session":"75afeea-a869"}"#)).unwrap(), c);
+    }
+
+    #[test]
+    fn the_v2_account_link_message_as_object_or_text() {
+        let msg = json!({"type": "scad:account-link", "accountUuid": "91DE0CE8-C571-11E9-9714-5600023B2434",
+            "secretUuid": "0b7c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3"});
+        let c = parse_session_value(&msg).unwrap();
+        assert_eq!(
+            c,
+            Capture::AccountLink {
+                account_uuid: "91de0ce8-c571-11e9-9714-5600023b2434".into(),
+                secret_uuid: "0b7c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3".into()
+            }
+        );
+        assert_eq!(parse_session(&msg.to_string()).unwrap(), c);
+        for bad in [
+            json!({"type": "scad:account-link", "accountUuid": "x", "secretUuid": "0b7c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3"}),
+            json!({"type": "scad:account-link", "accountUuid": "91de0ce8-c571-11e9-9714-5600023b2434"}),
+            json!({"type": "other", "accountUuid": "91de0ce8-c571-11e9-9714-5600023b2434"}),
+            json!({"type": "scad:account-link", "accountUuid": "91de0ce8-c571-11e9-9714-5600023b2434",
+                "secretUuid": "0b7c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3", "communityUserId": "smuggled"}),
+        ] {
+            let e = parse_session_value(&bad).expect_err(&bad.to_string());
+            assert!(e.message().starts_with("capture."), "{e}");
+        }
     }
 
     #[test]

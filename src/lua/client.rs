@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::error::Refusal;
 use crate::flows::linking::PlayerIds;
 use crate::flows::session::parse_session_value;
-use crate::request::Call;
+use crate::request::{ApiVersion, Call, Kind};
 use crate::text::printable;
 use mlua::{ffi, Function, IntoLua, Lua, MultiValue, RegistryKey, UserData, UserDataMethods, Value as LuaValue};
 use serde_json::Value;
@@ -171,21 +171,27 @@ impl UserData for LuaClient {
         methods.add_method("submit", |lua, this, (kind, data, cb): (String, LuaValue, LuaValue)| {
             this.submit_op(lua, cb, |client| {
                 let data = convert::to_json(lua, &data, "data", this.budget())?;
-                let call = match kind.as_str() {
-                    "set_api_id" => Call::set_api_id(data),
-                    "link_character" => Call::link_character(data),
-                    "modify_identifier" => Call::modify_identifier(data),
-                    "set_account_permissions" => Call::set_account_permissions(data),
-                    "get_account" => Call::get_account(data),
-                    "check_api_id" => Call::check_api_id(data),
-                    other => Err(Refusal::new(format!("no typed call named '{}'", printable(other)))),
-                }?;
-                client.submit(call, None)
+                let kind = match kind.as_str() {
+                    "set_api_id" => Kind::SetApiId,
+                    "link_character" => Kind::LinkCharacter,
+                    "modify_identifier" => Kind::ModifyIdentifier,
+                    "set_account_permissions" => Kind::SetAccountPermissions,
+                    "get_account" => Kind::GetAccount,
+                    "check_api_id" => Kind::CheckApiId,
+                    other => return Err(Refusal::new(format!("no typed call named '{}'", printable(other)))),
+                };
+                client.submit(Call::for_api(client.config().api_version, kind, data)?, None)
             })
         });
 
         methods.add_method("request", |lua, this, (ty, data, cb): (LuaValue, LuaValue, LuaValue)| {
             this.submit_op(lua, cb, |client| {
+                if client.config().api_version == ApiVersion::V2 {
+                    return Err(Refusal::new(
+                        "request sends a legacy API type; with api_version = \"v2\" use cad:request_v2(method, path, \
+                         body, callback)",
+                    ));
+                }
                 let ty = match &ty {
                     LuaValue::String(s) => s.to_str().map_err(|_| Refusal::field("type", "is not valid UTF-8 text"))?,
                     other => {
@@ -197,6 +203,39 @@ impl UserData for LuaClient {
                 };
                 let data = convert::to_json(lua, &data, "data", this.budget())?;
                 client.submit(Call::generic(&ty, data)?, None)
+            })
+        });
+
+        methods.add_method(
+            "request_v2",
+            |lua, this, (method, path, body, cb): (LuaValue, LuaValue, LuaValue, LuaValue)| {
+                this.submit_op(lua, cb, |client| {
+                    if client.config().api_version != ApiVersion::V2 {
+                        return Err(Refusal::new(
+                            "request_v2 needs api_version = \"v2\"; the legacy API takes cad:request(type, data, \
+                             callback)",
+                        ));
+                    }
+                    let text = |v: &LuaValue, name: &str| match v {
+                        LuaValue::String(s) => s
+                            .to_str()
+                            .map(|s| s.to_string())
+                            .map_err(|_| Refusal::field(name, "is not valid UTF-8 text")),
+                        other => Err(Refusal::field(name, format!("expected a string, got a {}", other.type_name()))),
+                    };
+                    let body = match &body {
+                        LuaValue::Nil => None,
+                        b => Some(convert::to_json(lua, b, "body", this.budget())?),
+                    };
+                    client.submit(Call::v2_request(&text(&method, "method")?, &text(&path, "path")?, body)?, None)
+                })
+            },
+        );
+
+        methods.add_method("create_link_code", |lua, this, (ids, cb): (LuaValue, LuaValue)| {
+            this.submit_op(lua, cb, |client| {
+                let ids = PlayerIds::from_value(&convert::to_json(lua, &ids, "identifiers", convert::FLOW_BUDGET)?)?;
+                client.create_link_code(ids, None)
             })
         });
 

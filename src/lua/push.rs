@@ -41,6 +41,7 @@ pub(crate) unsafe fn push_completion(state: *mut ffi::lua_State, c: &crate::Comp
                 push_json(state, &s.data);
                 ffi::lua_rawset(state, -3);
             }
+            push_trace_id(state, s.trace_id.as_deref());
         }
         Err(f) => {
             ffi::lua_createtable(state, 0, 7);
@@ -64,7 +65,17 @@ pub(crate) unsafe fn push_completion(state: *mut ffi::lua_State, c: &crate::Comp
                 push_str(state, code.as_str());
                 ffi::lua_rawset(state, -3);
             }
+            push_trace_id(state, f.trace_id.as_deref());
         }
+    }
+}
+
+/// `trace_id` into the table on top, when the server sent one.
+unsafe fn push_trace_id(state: *mut ffi::lua_State, trace_id: Option<&str>) {
+    if let Some(t) = trace_id {
+        push_str(state, "trace_id");
+        push_str(state, t);
+        ffi::lua_rawset(state, -3);
     }
 }
 

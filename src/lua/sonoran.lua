@@ -141,7 +141,9 @@ end
 -- cad:link_from_tablet(capture, identifiers, callback): the tablet flow; `capture` is the
 --   tablet's login text or a parsed table, `identifiers` the player's list from the game server.
 -- cad:is_linked(identifiers_or_api_id, callback): the API ID checker.
-for _, name in ipairs({ "request", "link_from_tablet", "is_linked" }) do
+-- cad:request_v2("PATCH", "/v2/...", body, callback): any v2 route (api_version = "v2").
+-- cad:create_link_code(identifiers, callback): a v2 link code for the player.
+for _, name in ipairs({ "request", "request_v2", "link_from_tablet", "is_linked", "create_link_code" }) do
   request_method(name, function(raw, ...) return raw[name](raw, ...) end)
 end
 

@@ -3,6 +3,8 @@
 
 mod fields;
 
+pub(crate) use fields::is_uuid;
+
 use crate::error::Refusal;
 use crate::text::{check_type_name, printable};
 use fields::Fields;
