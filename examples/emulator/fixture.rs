@@ -72,6 +72,13 @@ pub struct FixtureAccount {
     pub api_ids: Vec<String>,
     #[serde(default)]
     pub sync_ids: Vec<String>,
+    /// v2: the player id the account is linked to in this community (none: not linked).
+    #[serde(default)]
+    pub community_user_id: Option<String>,
+    /// v2: the account's secret UUID (the tablet's `scad:account-link` message carries it).
+    /// Default: derived from the account's uuid (the emulator's choice).
+    #[serde(default)]
+    pub secret_uuid: Option<String>,
 }
 
 fn default_status() -> i64 {

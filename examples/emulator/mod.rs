@@ -13,10 +13,12 @@
 mod faults;
 mod fixture;
 mod state;
+mod v2;
 mod wire;
 
 pub use faults::{Faults, RateLimit, RetryAfter};
 pub use fixture::{Fixture, FixtureAccount, FixtureIdentifier, DEFAULT_FIXTURE_JSON};
+pub use v2::ROUTE_LIMITS;
 pub use wire::PERMISSION_NAMES;
 
 use bytes::Bytes;
@@ -58,6 +60,13 @@ pub struct Options {
     /// Refuse envelope keys beyond `id`, `key`, `type` and `data` as malformed. Off by default:
     /// the real API tolerates them (the official JavaScript SDK sends `"product": 0`).
     pub strict_envelope: bool,
+    /// v2: enforce the published per-route limits (`ROUTE_LIMITS`), per key, in fixed windows
+    /// of `v2_window`. Off by default, so that tests about other things are not paced.
+    pub v2_limits: bool,
+    pub v2_window: Duration,
+    /// v2: answer an unlinked `links/check` with the observed `{"success": false}` body instead
+    /// of `{"linked": false, ...}`.
+    pub v2_unlinked_success_false: bool,
 }
 
 impl Default for Options {
@@ -68,6 +77,9 @@ impl Default for Options {
             faults: Faults::default(),
             log: true,
             strict_envelope: false,
+            v2_limits: false,
+            v2_window: Duration::from_secs(60),
+            v2_unlinked_success_false: false,
         }
     }
 }
@@ -107,6 +119,12 @@ pub struct LogEntry {
     pub outcome: Outcome,
     /// Wire-format problems found in the request; empty when it was well-formed.
     pub violations: Vec<String>,
+    /// The query string (v2 GET routes), if any.
+    pub query: Option<String>,
+    /// v2: the route template (`"POST /v2/general/links/check"`); legacy: none.
+    pub route: Option<String>,
+    /// The `Authorization` header as sent (v2 carries the key in it).
+    pub authorization: Option<String>,
 }
 
 /// Counters since start (not reset by `clear_log`).
@@ -212,6 +230,10 @@ struct Shared {
     disabled_types: Vec<String>,
     log_enabled: bool,
     strict_envelope: bool,
+    v2_limits: bool,
+    v2_window: Duration,
+    v2_unlinked_success_false: bool,
+    v2_windows: Mutex<v2::Windows>,
     seq: AtomicU64,
     counts: AtomicCounts,
     faults: Mutex<FaultEngine>,
@@ -252,6 +274,10 @@ impl Emulator {
             disabled_types: f.disabled_types.clone(),
             log_enabled: opts.log,
             strict_envelope: opts.strict_envelope,
+            v2_limits: opts.v2_limits,
+            v2_window: opts.v2_window,
+            v2_unlinked_success_false: opts.v2_unlinked_success_false,
+            v2_windows: Mutex::new(v2::Windows::default()),
             seq: AtomicU64::new(0),
             counts: AtomicCounts::new(),
             faults: Mutex::new(FaultEngine::new(opts.faults.clone())),
@@ -555,6 +581,10 @@ async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full
         Ok(c) => c.to_bytes(),
         Err(_) => return Err(NoAnswer),
     };
+    let path = parts.uri.path();
+    if path.starts_with("/v2/") || path.starts_with("/__emulator/") {
+        return handle_v2(&sh, &parts, &raw).await;
+    }
     let seq = sh.seq.fetch_add(1, Ordering::Relaxed);
     sh.counts.received.fetch_add(1, Ordering::Relaxed);
     let (decision, latency) = {
@@ -617,6 +647,13 @@ async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full
             response: text.clone(),
             outcome,
             violations: p.violations,
+            query: parts.uri.query().map(str::to_string),
+            route: None,
+            authorization: parts
+                .headers
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
         };
         lock(&sh.log).push(entry);
     }
@@ -642,6 +679,158 @@ async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Full
         if let Ok(v) = HeaderValue::from_str(&ra) {
             resp.headers_mut().insert(RETRY_AFTER, v);
         }
+    }
+    Ok(resp)
+}
+
+/// A fresh trace id (W3C traceparent-like, as the vendor's are).
+fn trace_id(seq: u64) -> String {
+    let mut r = faults::SplitMix64::new(seq ^ 0x5EED_7ACE);
+    format!("00-{:016x}{:016x}-{:016x}-01", r.next_u64(), r.next_u64(), r.next_u64())
+}
+
+/// A v2 request: faults, then auth, then the route's own limit, then the route.
+async fn handle_v2(
+    sh: &Arc<Shared>,
+    parts: &hyper::http::request::Parts,
+    raw: &[u8],
+) -> Result<Response<Full<Bytes>>, NoAnswer> {
+    let seq = sh.seq.fetch_add(1, Ordering::Relaxed);
+    sh.counts.received.fetch_add(1, Ordering::Relaxed);
+    let header = |name: hyper::header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let req = v2::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        authorization: header(hyper::header::AUTHORIZATION),
+        accept: header(hyper::header::ACCEPT),
+        content_type: header(CONTENT_TYPE),
+        body: raw,
+    };
+    let body: Value = if raw.is_empty() { Value::Null } else { serde_json::from_slice(raw).unwrap_or(Value::Null) };
+    let violations = v2::violations(&req, &sh.community_id, &body);
+    if !violations.is_empty() {
+        sh.counts.malformed.fetch_add(1, Ordering::Relaxed);
+    }
+    let trace = trace_id(seq);
+    let found = v2::route(req.method, req.path);
+    let (decision, latency) = {
+        let mut f = lock(&sh.faults);
+        (f.decide(Instant::now()), f.latency())
+    };
+    let request_id = &trace[3..35];
+    let (outcome, reply) = match decision {
+        Decision::RateLimited { retry_after } => {
+            sh.counts.rate_limited.fetch_add(1, Ordering::Relaxed);
+            (Outcome::RateLimited, Some(v2::rate_limited(request_id, retry_after)))
+        }
+        Decision::Error(code) => {
+            sh.counts.faulted.fetch_add(1, Ordering::Relaxed);
+            (
+                Outcome::Fault5xx,
+                Some(v2::problem(code, "Internal Server Error", "An unexpected error occurred.", req.path, &trace)),
+            )
+        }
+        Decision::Drop => {
+            sh.counts.dropped.fetch_add(1, Ordering::Relaxed);
+            (Outcome::Dropped, None)
+        }
+        Decision::Hang => {
+            sh.counts.hung.fetch_add(1, Ordering::Relaxed);
+            (Outcome::Hung, None)
+        }
+        Decision::Pass => {
+            let test_route = req.path.starts_with("/__emulator/");
+            let key_ok = req.authorization.and_then(|a| a.strip_prefix("Bearer ")) == Some(sh.api_key.as_str());
+            let reply = if !test_route && !key_ok {
+                let detail = match req.authorization {
+                    None => "Missing Authorization header.",
+                    Some(a) if !a.starts_with("Bearer ") => "Authorization header must use the Bearer scheme.",
+                    Some(_) => "API key is invalid.",
+                };
+                v2::problem(401, "Unauthorized", detail, req.path, &trace)
+            } else if let Some((template, params)) = &found {
+                let limited = if sh.v2_limits && !test_route {
+                    lock(&sh.v2_windows).take(template, sh.v2_window, Instant::now()).err()
+                } else {
+                    None
+                };
+                if let Some(wait) = limited {
+                    sh.counts.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    v2::rate_limited(request_id, Some(wait.to_string()))
+                } else if !raw.is_empty() && !body.is_object() {
+                    v2::problem(400, "Bad Request", "The request body is invalid.", req.path, &trace)
+                } else {
+                    let (reply, changed) = {
+                        let mut st = lock(&sh.state);
+                        v2::apply(
+                            &mut st,
+                            template,
+                            params,
+                            req.query,
+                            &body,
+                            &trace,
+                            req.path,
+                            sh.v2_unlinked_success_false,
+                        )
+                    };
+                    if changed {
+                        sh.counts.applied.fetch_add(1, Ordering::Relaxed);
+                    }
+                    reply
+                }
+            } else {
+                v2::problem(404, "Not Found", "No such route.", req.path, &trace)
+            };
+            let outcome = if reply.status == 429 { Outcome::RateLimited } else { Outcome::Answered };
+            (outcome, Some(reply))
+        }
+    };
+    let status = reply.as_ref().map_or(0, |r| r.status);
+    if status != 0 {
+        sh.counts.answered(status);
+    }
+    if sh.log_enabled {
+        let entry = LogEntry {
+            seq,
+            method: req.method.to_string(),
+            path: req.path.to_string(),
+            request_type: found.as_ref().map(|(t, _)| t.to_string()),
+            body,
+            raw_body: String::from_utf8_lossy(raw).into_owned(),
+            content_type: req.content_type.map(str::to_string),
+            status,
+            response: reply.as_ref().map(|r| r.body.clone()).unwrap_or_default(),
+            outcome,
+            violations,
+            query: req.query.map(str::to_string),
+            route: found.as_ref().map(|(t, _)| t.to_string()),
+            authorization: req.authorization.map(str::to_string),
+        };
+        lock(&sh.log).push(entry);
+    }
+    let Some(reply) = reply else {
+        if outcome == Outcome::Hung {
+            let mut rx = sh.shutdown.clone();
+            while !*rx.borrow() {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        return Err(NoAnswer);
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let ct = if reply.problem { "application/problem+json" } else { JSON };
+    let mut resp = response(reply.status, ct, reply.body);
+    resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&trace) {
+        resp.headers_mut().insert("x-trace-id", v);
+    }
+    if let Some(ra) = reply.retry_after.and_then(|ra| HeaderValue::from_str(&ra).ok()) {
+        resp.headers_mut().insert(RETRY_AFTER, ra);
     }
     Ok(resp)
 }

@@ -22,6 +22,9 @@ pub(crate) struct Account {
     pub permissions: Map<String, Value>,
     pub api_ids: Vec<String>,
     pub sync_ids: Vec<String>,
+    /// v2's one link per account.
+    pub community_user_id: Option<String>,
+    pub secret_uuid: String,
 }
 
 impl Account {
@@ -96,6 +99,9 @@ pub(crate) struct State {
     pub accounts: Vec<Account>,
     pub identifiers: Vec<Identifier>,
     pub next_ident: u64,
+    /// v2 link codes: code, the communityUserId it links, when it expires.
+    pub link_codes: Vec<(String, String, std::time::Instant)>,
+    pub next_code: u64,
 }
 
 impl State {
@@ -112,6 +118,8 @@ impl State {
                 permissions: a.permissions.clone(),
                 api_ids: a.api_ids.clone(),
                 sync_ids: a.sync_ids.clone(),
+                community_user_id: a.community_user_id.clone(),
+                secret_uuid: a.secret_uuid.clone().unwrap_or_else(|| derived_secret(&a.uuid)),
             })
             .collect();
         let identifiers: Vec<Identifier> = f
@@ -127,7 +135,15 @@ impl State {
             })
             .collect();
         let next_ident = identifiers.iter().map(|i| i.id).max().unwrap_or(0) + 1;
-        State { version: f.version, servers: f.servers.clone(), accounts, identifiers, next_ident }
+        State {
+            version: f.version,
+            servers: f.servers.clone(),
+            accounts,
+            identifiers,
+            next_ident,
+            link_codes: Vec::new(),
+            next_code: 0,
+        }
     }
 
     pub(crate) fn snapshot(&self) -> Value {
@@ -139,13 +155,18 @@ impl State {
         })
     }
 
-    /// Index of the account holding `api_id` (trimmed; exact, case-sensitive; "" never matches).
-    fn by_api_id(&self, api_id: &str) -> Option<usize> {
+    /// Index of the account holding `api_id` (trimmed; exact, case-sensitive; "" never matches):
+    /// one of its legacy API IDs, or its v2 `communityUserId` (one state behind both APIs: a
+    /// link made in v2 is seen by the legacy calls, and legacy API IDs count as migrated).
+    pub(crate) fn by_api_id(&self, api_id: &str) -> Option<usize> {
         let id = api_id.trim();
         if id.is_empty() {
             return None;
         }
-        self.accounts.iter().position(|a| a.api_ids.iter().any(|x| x == id))
+        self.accounts
+            .iter()
+            .position(|a| a.community_user_id.as_deref() == Some(id))
+            .or_else(|| self.accounts.iter().position(|a| a.api_ids.iter().any(|x| x == id)))
     }
 
     /// Username lookups ignore ASCII case; uuid lookups are exact.
@@ -154,7 +175,7 @@ impl State {
         self.accounts.iter().position(|a| a.username.eq_ignore_ascii_case(name))
     }
 
-    fn by_uuid(&self, uuid: &str) -> Option<usize> {
+    pub(crate) fn by_uuid(&self, uuid: &str) -> Option<usize> {
         let uuid = uuid.trim();
         self.accounts.iter().position(|a| a.uuid == uuid)
     }
@@ -345,9 +366,22 @@ fn merge_identifier(ident: &mut Identifier, p: &Map<String, Value>) {
     }
 }
 
+/// A secret UUID derived from an account's uuid, for fixtures that give none: the uuid's hex
+/// digits reversed (stable, and never the uuid itself).
+fn derived_secret(uuid: &str) -> String {
+    let hex: String = uuid.chars().filter(char::is_ascii_hexdigit).rev().collect();
+    let hex = format!("{hex:0<32}");
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
 /// Current UTC time in the account object's format, e.g. `2019-10-12T20:41:52.400299`.
 pub(crate) fn iso_now() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    iso_after(0)
+}
+
+/// The UTC time `secs` from now, in the same format.
+pub(crate) fn iso_after(secs: u64) -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default() + std::time::Duration::from_secs(secs);
     let secs = d.as_secs();
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (proleptic Gregorian).
