@@ -50,6 +50,8 @@ impl Account {
     pub(crate) fn snapshot_json(&self) -> Value {
         let mut v = self.wire_json();
         v["syncIds"] = json!(self.sync_ids);
+        v["communityUserId"] = json!(self.community_user_id);
+        v["secretUuid"] = json!(self.secret_uuid);
         v
     }
 }

@@ -8,7 +8,7 @@ pub mod hostile;
 
 #[allow(unused_imports)]
 pub use emulator::{Emulator, Faults, Options, RateLimit, RetryAfter};
-use sonoran::{Client, Completion, Config, Handler};
+use sonoran::{ApiVersion, Client, Completion, Config, Handler};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +31,29 @@ pub fn config_for(emu: &Emulator) -> Config {
 
 pub fn client_for(emu: &Emulator) -> Client {
     Client::new(config_for(emu)).expect("client starts")
+}
+
+/// The two APIs the scenarios run against (the emulator serves both on one port).
+pub const APIS: [ApiVersion; 2] = [ApiVersion::Legacy, ApiVersion::V2];
+
+/// `config_for` on one API: in v2 without a community id (the key selects it), and still
+/// without client-side pacing.
+pub fn config_for_api(emu: &Emulator, api: ApiVersion) -> Config {
+    let mut cfg = match api {
+        ApiVersion::Legacy => Config::new(emu.community_id(), emu.api_key()),
+        ApiVersion::V2 => Config::v2(emu.api_key()),
+    }
+    .with_api_url(&emu.base_url());
+    cfg.rate_limits = sonoran::RateLimits::unlimited();
+    cfg
+}
+
+/// Submit one call and wait for its result.
+pub fn run_one(client: &Client, call: sonoran::Call) -> Completion {
+    let col = Collector::default();
+    let id = client.submit(call, col.handler()).expect("accepted");
+    poll_until(client, &col, 1, Duration::from_secs(30));
+    col.get(id)
 }
 
 /// Collects results by request id, counting how often each id was delivered.
