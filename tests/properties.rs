@@ -133,13 +133,21 @@ proptest! {
     ]) {
         if let Ok(c) = parse_session(&text) {
             let only = |s: &str, max: usize, ok: &dyn Fn(char) -> bool| !s.is_empty() && s.len() <= max && s.chars().all(ok);
-            prop_assert!(
-                only(&c.username, 64, &|ch| ch.is_alphanumeric() || "_-. ".contains(ch)) && c.username.trim() == c.username,
-                "username {:?}", c.username
-            );
-            prop_assert!(only(&c.session_id, 128, &|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch)), "session {:?}", c.session_id);
-            if let Some(community) = &c.community {
-                prop_assert!(only(community, 64, &|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch)), "community {:?}", community);
+            match &c {
+                sonoran::Capture::Login { community, username, session_id } => {
+                    prop_assert!(
+                        only(username, 64, &|ch| ch.is_alphanumeric() || "_-. ".contains(ch)) && username.trim() == username,
+                        "username {:?}", username
+                    );
+                    prop_assert!(only(session_id, 128, &|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch)), "session {:?}", session_id);
+                    if let Some(community) = community {
+                        prop_assert!(only(community, 64, &|ch| ch.is_ascii_alphanumeric() || "_-".contains(ch)), "community {:?}", community);
+                    }
+                }
+                sonoran::Capture::AccountLink { account_uuid, secret_uuid } => {
+                    prop_assert!(only(account_uuid, 36, &|ch| ch.is_ascii_hexdigit() || ch == '-'));
+                    prop_assert!(only(secret_uuid, 36, &|ch| ch.is_ascii_hexdigit() || ch == '-'));
+                }
             }
             prop_assert_eq!(parse_session(&text).unwrap(), c);
         }
@@ -154,7 +162,7 @@ proptest! {
             c.is_linked(PlayerIds::Identifiers(ids.clone()), None),
             c.is_linked(PlayerIds::ApiId(api_id), None),
             c.link_from_tablet(
-                &sonoran::Capture { community: None, username: "SonoranBrian".into(), session_id: "abcdef-0123".into() },
+                &sonoran::Capture::login(None, "SonoranBrian", "abcdef-0123"),
                 &ids,
                 None,
             ),

@@ -763,16 +763,16 @@ async fn handle_v2(
                 } else {
                     let (reply, changed) = {
                         let mut st = lock(&sh.state);
-                        v2::apply(
-                            &mut st,
+                        let routed = v2::Routed {
                             template,
                             params,
-                            req.query,
-                            &body,
-                            &trace,
-                            req.path,
-                            sh.v2_unlinked_success_false,
-                        )
+                            query: req.query,
+                            body: &body,
+                            trace_id: &trace,
+                            path: req.path,
+                            unlinked_success_false: sh.v2_unlinked_success_false,
+                        };
+                        v2::apply(&mut st, &routed)
                     };
                     if changed {
                         sh.counts.applied.fetch_add(1, Ordering::Relaxed);

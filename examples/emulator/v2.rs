@@ -237,17 +237,22 @@ impl Windows {
     }
 }
 
+/// One routed request, for [`apply`].
+#[derive(Clone, Copy)]
+pub(crate) struct Routed<'a> {
+    pub template: &'a str,
+    pub params: &'a [String],
+    pub query: Option<&'a str>,
+    pub body: &'a Value,
+    pub trace_id: &'a str,
+    pub path: &'a str,
+    /// Answer an unlinked `links/check` with `{"success": false}`.
+    pub unlinked_success_false: bool,
+}
+
 /// What a route does to the state, and its answer. `changed`: the state changed.
-pub(crate) fn apply(
-    st: &mut State,
-    template: &str,
-    params: &[String],
-    query: Option<&str>,
-    body: &Value,
-    trace_id: &str,
-    path: &str,
-    unlinked_success_false: bool,
-) -> (Reply, bool) {
+pub(crate) fn apply(st: &mut State, r: &Routed<'_>) -> (Reply, bool) {
+    let Routed { template, params, query, body, trace_id, path, unlinked_success_false } = *r;
     let fail = |status: u16, title: &str, detail: &str| (problem(status, title, detail, path, trace_id), false);
     let empty = Map::new();
     let o = body.as_object().unwrap_or(&empty);
