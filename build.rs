@@ -1,4 +1,5 @@
-//! Generates the C header from src/ffi/mod.rs (the C face's exported items) with cbindgen into
+//! Generates the C header from src/ffi/mod.rs and src/ffi/flows.rs (the C face's exported items)
+//! with cbindgen into
 //! OUT_DIR. The committed copy in
 //! include/sonoran.h is rewritten only when SONORAN_WRITE_HEADER=1; a test fails when the two
 //! differ, so the committed header cannot drift from the code.
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=src/ffi/mod.rs");
+    println!("cargo:rerun-if-changed=src/ffi/flows.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=SONORAN_WRITE_HEADER");
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
@@ -15,6 +17,7 @@ fn main() {
     let bindings = cbindgen::Builder::new()
         .with_config(config)
         .with_src(crate_dir.join("src/ffi/mod.rs"))
+        .with_src(crate_dir.join("src/ffi/flows.rs"))
         .generate()
         .expect("generating the C header from src/ffi/mod.rs");
     bindings.write_to_file(&out);

@@ -19,7 +19,12 @@
  *   {"id":9,"type":"GET_ACCOUNT","ok":false,"status":404,
  *    "error":{"code":"NOT_LINKED","message":"API ID NOT LINKED TO AN ACCOUNT IN THIS COMMUNITY"}}
  *   status is 0 when no HTTP answer came; "retry_after_ms" accompanies RATE_LIMITED when the
- *   server sent Retry-After.
+ *   server sent Retry-After; "trace_id" is the server's trace id when it sent one (v2).
+ *
+ * API version
+ *   "api_version": "legacy" (default) or "v2" selects the API; the calls keep their names and
+ *   result shapes. sonoran_request is legacy only, sonoran_request_v2 and
+ *   sonoran_create_link_code v2 only.
  *
  * Error codes (error.code)
  *   INVALID_REQUEST_TYPE  400 "INVALID REQUEST TYPE"
@@ -28,6 +33,10 @@
  *   INVALID_API_KEY       400 "INVALID API KEY": check api_key
  *   NOT_LINKED            404 "API ID NOT LINKED TO AN ACCOUNT IN THIS COMMUNITY"
  *   INVALID_ENDPOINT      200 "Backend Service Reached": no endpoint at that path
+ *   NOT_FOUND             v2 404: no such account, identifier or route (a player's missing link is NOT_LINKED)
+ *   INVALID_REQUEST       v2 400: the server refused the request; the message has its detail
+ *   FORBIDDEN             v2 403: refused; for the tablet link, the account and secret UUIDs do not match
+ *   CONFLICT              v2 409: the change conflicts with the community's data
  *   RATE_LIMITED          429; retry_after_ms when the server sent Retry-After
  *   SERVER_ERROR          5xx
  *   HTTP_ERROR            any other non-success status, a 3xx included (redirects are never followed)
@@ -169,6 +178,14 @@ uint64_t sonoran_check_api_id(sonoran_client *c, const char *data_json, sonoran_
 uint64_t sonoran_request(sonoran_client *c, const char *request_type, const char *data_json, sonoran_callback cb, void *user_data);
 
 /*
+ Any v2 route (`"api_version": "v2"` only): `method` `"GET"`, `"POST"`, `"PUT"`, `"PATCH"` or
+ `"DELETE"`; `path` under `/v2/`, with its query, values percent-encoded; `body_json` a JSON
+ object or array, or NULL for no body. The result's type is `"METHOD /v2/path"`, its `data`
+ the answer as it came. Returns the request id or 0.
+ */
+uint64_t sonoran_request_v2(sonoran_client *c, const char *method, const char *path, const char *body_json, sonoran_callback cb, void *user_data);
+
+/*
  Run up to `max` ready callbacks on this thread (0 = all ready now); returns how many ran.
  Never waits for a result. With `"delivery": "thread"` there is nothing to poll. Called from
  inside one of this client's callbacks it runs nothing and returns 0 (the outer
@@ -187,15 +204,6 @@ uint32_t sonoran_pending(const sonoran_client *c);
  `sonoran_poll` or on the delivery thread), 0 when the id is unknown or already complete.
  */
 int32_t sonoran_cancel(sonoran_client *c, uint64_t request_id);
-
-/*
- Parse a tablet login capture: the legacy console line
- `LOGIN COMMUNITY: {..} USERNAME: {..} SESSIONID: {..}` (anywhere in the text) or the iframe
- message `{"username": "...", "session": "..."}` as JSON text. Returns
- `{"community": ... | null, "username": ..., "sessionId": ...}` as a new string the caller
- frees with `sonoran_string_free`, or NULL with the reason in `sonoran_last_error()`.
- */
-char *sonoran_parse_session(const char *text);
 
 /*
  The client's counters as JSON, in a new string the caller frees with `sonoran_string_free`:
@@ -226,6 +234,26 @@ int32_t sonoran_resume(sonoran_client *c);
 void sonoran_string_free(char *s);
 
 /*
+ The reason this thread's last call was refused, or NULL when it succeeded. The text stays
+ valid until the next `sonoran_*` call on this thread. Never contains the API key.
+ */
+const char *sonoran_last_error(void);
+
+/*
+ The library version, e.g. "0.1.0". A static string; do not free it.
+ */
+const char *sonoran_version(void);
+
+/*
+ Parse a tablet login capture: the legacy console line
+ `LOGIN COMMUNITY: {..} USERNAME: {..} SESSIONID: {..}` (anywhere in the text) or the iframe
+ message `{"username": "...", "session": "..."}` as JSON text. Returns
+ `{"community": ... | null, "username": ..., "sessionId": ...}` as a new string the caller
+ frees with `sonoran_string_free`, or NULL with the reason in `sonoran_last_error()`.
+ */
+char *sonoran_parse_session(const char *text);
+
+/*
  The tablet flow: parse `capture_text` (either capture form), pick the player's API ID from
  `identifiers_json` (a JSON array such as `["steam:110000112345678","license:abc"]`) by the
  configured `primary_identifier`, check CHECK_APIID, and send SET_API_ID with the captured
@@ -246,15 +274,51 @@ uint64_t sonoran_link_from_tablet(sonoran_client *c, const char *capture_text, c
 uint64_t sonoran_is_linked(sonoran_client *c, const char *identifiers_json, sonoran_callback cb, void *user_data);
 
 /*
- The reason this thread's last call was refused, or NULL when it succeeded. The text stays
- valid until the next `sonoran_*` call on this thread. Never contains the API key.
+ The v2 link code flow (`"api_version": "v2"` only): a code the player enters at
+ `sonorancad.com/id` to link their account. `identifiers_json` as for `sonoran_is_linked`.
+ One result, type `CREATE_LINK_CODE`, `data` `{"code","url","expiresAt","communityUserId"}`;
+ a code minted for the same player in the last five minutes is handed out again. Returns the
+ request id or 0.
  */
-const char *sonoran_last_error(void);
+uint64_t sonoran_create_link_code(sonoran_client *c, const char *identifiers_json, sonoran_callback cb, void *user_data);
 
 /*
- The library version, e.g. "0.1.0". A static string; do not free it.
+ Parse a tablet login capture: the legacy console line
+ `LOGIN COMMUNITY: {..} USERNAME: {..} SESSIONID: {..}` (anywhere in the text) or the iframe
+ message `{"username": "...", "session": "..."}` as JSON text. Returns
+ `{"community": ... | null, "username": ..., "sessionId": ...}` as a new string the caller
+ frees with `sonoran_string_free`, or NULL with the reason in `sonoran_last_error()`.
  */
-const char *sonoran_version(void);
+char *sonoran_parse_session(const char *text);
+
+/*
+ The tablet flow: parse `capture_text` (either capture form), pick the player's API ID from
+ `identifiers_json` (a JSON array such as `["steam:110000112345678","license:abc"]`) by the
+ configured `primary_identifier`, check CHECK_APIID, and send SET_API_ID with the captured
+ username and session when the player is not linked yet. One result, type
+ `LINK_FROM_TABLET`, `data` `{"outcome":"LINKED"|"ALREADY_LINKED","apiId":...}`; a player
+ without such an identifier completes with `NO_IDENTIFIER`. A capture naming another
+ community is refused (0). Returns the request id or 0.
+ */
+uint64_t sonoran_link_from_tablet(sonoran_client *c, const char *capture_text, const char *identifiers_json, sonoran_callback cb, void *user_data);
+
+/*
+ The API ID checker: `identifiers_json` is a JSON string (a bare API ID) or an array of the
+ player's identifiers. One result, type `IS_LINKED`, `data` `{"linked":true|false,"apiId":...}`;
+ an API or network failure is an error, never "not linked". Answers are cached for
+ `link_check_ttl_ms`, and concurrent checks of one API ID share one API call.
+ Returns the request id or 0.
+ */
+uint64_t sonoran_is_linked(sonoran_client *c, const char *identifiers_json, sonoran_callback cb, void *user_data);
+
+/*
+ The v2 link code flow (`"api_version": "v2"` only): a code the player enters at
+ `sonorancad.com/id` to link their account. `identifiers_json` as for `sonoran_is_linked`.
+ One result, type `CREATE_LINK_CODE`, `data` `{"code","url","expiresAt","communityUserId"}`;
+ a code minted for the same player in the last five minutes is handed out again. Returns the
+ request id or 0.
+ */
+uint64_t sonoran_create_link_code(sonoran_client *c, const char *identifiers_json, sonoran_callback cb, void *user_data);
 
 #ifdef __cplusplus
 }  // extern "C"

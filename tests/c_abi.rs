@@ -32,6 +32,8 @@ const EXPORTS: &[&str] = &[
     "sonoran_stats",
     "sonoran_set_log_callback",
     "sonoran_resume",
+    "sonoran_request_v2",
+    "sonoran_create_link_code",
 ];
 
 fn root() -> PathBuf {

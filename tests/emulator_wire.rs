@@ -453,14 +453,23 @@ async fn generic_general_path_dispatches_on_type() {
 async fn backend_service_reached_for_unknown_paths_and_methods() {
     let emu = start();
     let c = client();
-    for path in ["/", "/general/nope", "/emergency/unit_status", "/general/set_api_id/", "/v2/general"] {
+    for path in ["/", "/general/nope", "/emergency/unit_status", "/general/set_api_id/"] {
         let r = post(&emu, path, &envelope(&emu, "SET_API_ID", json!([]))).await;
         assert_text(&r, 200, "Sonoran CAD: Backend Service Reached");
     }
+    // Under /v2/ the v2 API answers, as on the real host: a legacy envelope carries no Bearer
+    // key, so it is refused as v2 refuses a request without one.
+    let r = post(&emu, "/v2/general", &envelope(&emu, "SET_API_ID", json!([]))).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(r.ctype.starts_with("application/problem+json"), "{r:?}");
+    assert!(!r.body.contains(&emu.api_key()), "{r:?}");
     let r = c.get(format!("{}/general/check_apiid", emu.base_url())).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.text().await.unwrap(), "Sonoran CAD: Backend Service Reached");
-    assert!(emu.log().iter().all(|e| e.violations.is_empty() && e.outcome == Outcome::Answered));
+    let legacy = emu.log().into_iter().filter(|e| !e.path.starts_with("/v2/"));
+    assert!(legacy.into_iter().all(|e| e.violations.is_empty() && e.outcome == Outcome::Answered));
+    let v2 = emu.log().into_iter().find(|e| e.path.starts_with("/v2/")).unwrap();
+    assert!(!v2.violations.is_empty(), "a legacy envelope on a v2 route is a wire violation: {v2:?}");
 }
 
 // ---------------------------------------------------------------- envelope

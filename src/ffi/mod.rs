@@ -13,13 +13,14 @@
 
 mod boundary;
 mod callback;
+mod flows;
+
+pub use flows::{sonoran_create_link_code, sonoran_is_linked, sonoran_link_from_tablet, sonoran_parse_session};
 
 use crate::client::{Client, Level, LogHook};
 use crate::config::ApiVersion;
 use crate::config::Config;
 use crate::error::Refusal;
-use crate::flows::linking::PlayerIds;
-use crate::flows::session::parse_session;
 use crate::request::{Call, Kind};
 use boundary::{arg_client, arg_handle, arg_json, arg_str, guard, quiet};
 use callback::{c_prepare, in_callback_of, run_deferred_free, CLogger, Life, FREEING, FREE_DEFERRED, LIVE};
@@ -254,25 +255,6 @@ pub unsafe extern "C" fn sonoran_request_v2(
     })
 }
 
-/// The v2 link code flow (`"api_version": "v2"` only): a code the player enters at
-/// `sonorancad.com/id` to link their account. `identifiers_json` as for `sonoran_is_linked`.
-/// One result, type `CREATE_LINK_CODE`, `data` `{"code","url","expiresAt","communityUserId"}`;
-/// a code minted for the same player in the last five minutes is handed out again. Returns the
-/// request id or 0.
-#[no_mangle]
-pub unsafe extern "C" fn sonoran_create_link_code(
-    c: *mut sonoran_client,
-    identifiers_json: *const c_char,
-    cb: sonoran_callback,
-    user_data: *mut c_void,
-) -> u64 {
-    guard(0, || {
-        let h = arg_handle(c)?;
-        let ids = PlayerIds::from_value(&arg_json("identifiers_json", identifiers_json)?)?;
-        h.client.create_link_code(ids, c_prepare(h, cb, user_data))
-    })
-}
-
 /// Run up to `max` ready callbacks on this thread (0 = all ready now); returns how many ran.
 /// Never waits for a result. With `"delivery": "thread"` there is nothing to poll. Called from
 /// inside one of this client's callbacks it runs nothing and returns 0 (the outer
@@ -303,20 +285,6 @@ pub unsafe extern "C" fn sonoran_pending(c: *const sonoran_client) -> u32 {
 #[no_mangle]
 pub unsafe extern "C" fn sonoran_cancel(c: *mut sonoran_client, request_id: u64) -> i32 {
     guard(0, || Ok(i32::from(arg_client(c)?.cancel(request_id))))
-}
-
-/// Parse a tablet login capture: the legacy console line
-/// `LOGIN COMMUNITY: {..} USERNAME: {..} SESSIONID: {..}` (anywhere in the text) or the iframe
-/// message `{"username": "...", "session": "..."}` as JSON text. Returns
-/// `{"community": ... | null, "username": ..., "sessionId": ...}` as a new string the caller
-/// frees with `sonoran_string_free`, or NULL with the reason in `sonoran_last_error()`.
-#[no_mangle]
-pub unsafe extern "C" fn sonoran_parse_session(text: *const c_char) -> *mut c_char {
-    guard(std::ptr::null_mut(), || {
-        let capture = parse_session(arg_str("text", text)?)?;
-        let json = CString::new(capture.to_value().to_string()).map_err(|_| Refusal::new("capture: NUL in output"))?;
-        Ok(json.into_raw())
-    })
 }
 
 /// The client's counters as JSON, in a new string the caller frees with `sonoran_string_free`:
@@ -373,48 +341,6 @@ pub unsafe extern "C" fn sonoran_string_free(s: *mut c_char) {
             drop(CString::from_raw(s));
         }
         Ok(())
-    })
-}
-
-/// The tablet flow: parse `capture_text` (either capture form), pick the player's API ID from
-/// `identifiers_json` (a JSON array such as `["steam:110000112345678","license:abc"]`) by the
-/// configured `primary_identifier`, check CHECK_APIID, and send SET_API_ID with the captured
-/// username and session when the player is not linked yet. One result, type
-/// `LINK_FROM_TABLET`, `data` `{"outcome":"LINKED"|"ALREADY_LINKED","apiId":...}`; a player
-/// without such an identifier completes with `NO_IDENTIFIER`. A capture naming another
-/// community is refused (0). Returns the request id or 0.
-#[no_mangle]
-pub unsafe extern "C" fn sonoran_link_from_tablet(
-    c: *mut sonoran_client,
-    capture_text: *const c_char,
-    identifiers_json: *const c_char,
-    cb: sonoran_callback,
-    user_data: *mut c_void,
-) -> u64 {
-    guard(0, || {
-        let h = arg_handle(c)?;
-        let capture = parse_session(arg_str("capture_text", capture_text)?)?;
-        let ids = PlayerIds::list_from_value(&arg_json("identifiers_json", identifiers_json)?)?;
-        h.client.link_from_tablet_with(&capture, &ids, c_prepare(h, cb, user_data))
-    })
-}
-
-/// The API ID checker: `identifiers_json` is a JSON string (a bare API ID) or an array of the
-/// player's identifiers. One result, type `IS_LINKED`, `data` `{"linked":true|false,"apiId":...}`;
-/// an API or network failure is an error, never "not linked". Answers are cached for
-/// `link_check_ttl_ms`, and concurrent checks of one API ID share one API call.
-/// Returns the request id or 0.
-#[no_mangle]
-pub unsafe extern "C" fn sonoran_is_linked(
-    c: *mut sonoran_client,
-    identifiers_json: *const c_char,
-    cb: sonoran_callback,
-    user_data: *mut c_void,
-) -> u64 {
-    guard(0, || {
-        let h = arg_handle(c)?;
-        let ids = PlayerIds::from_value(&arg_json("identifiers_json", identifiers_json)?)?;
-        h.client.is_linked_with(ids, c_prepare(h, cb, user_data))
     })
 }
 
