@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use sonoran::ffi::*;
+use sonoran::ApiVersion;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::PathBuf;
 use std::process::Command;
@@ -149,52 +150,101 @@ fn host_env(cmd: &mut Command, emu: &Emulator) {
         .env("SONORAN_API_KEY", emu.api_key());
 }
 
+/// `host_env` on one API: the example hosts read `SONORAN_API_VERSION`, and in v2 get no
+/// community id at all (v2 never needs it).
+fn host_env_for(cmd: &mut Command, emu: &Emulator, api: ApiVersion) {
+    host_env(cmd, emu);
+    if api == ApiVersion::V2 {
+        cmd.env("SONORAN_API_VERSION", "v2").env_remove("SONORAN_COMMUNITY_ID");
+    }
+}
+
+fn api_name(api: ApiVersion) -> &'static str {
+    match api {
+        ApiVersion::Legacy => "legacy",
+        ApiVersion::V2 => "v2",
+    }
+}
+
 #[test]
 fn c_host_runs_every_call_against_the_emulator() {
     let exe = build_host("host.c", "cc", "-std=c11", "host-c");
-    let emu = start();
-    let mut cmd = Command::new(&exe);
-    host_env(&mut cmd, &emu);
-    let out = run_ok(&mut cmd);
-    for needle in [
-        "\"type\":\"CHECK_APIID\",\"ok\":true,\"status\":200,\"data\":\"SonoranBrian\"",
-        "\"type\":\"GET_ACCOUNT\",\"ok\":true",
-        "\"type\":\"SET_API_ID\",\"ok\":true,\"status\":200,\"data\":\"API ID(s) set!\"",
-        "\"type\":\"LINK_CHARACTER\",\"ok\":true",
-        "\"type\":\"MODIFY_IDENTIFIER\",\"ok\":true",
-        "\"type\":\"SET_ACCOUNT_PERMISSIONS\",\"ok\":true",
-        "\"type\":\"GET_VERSION\",\"ok\":true",
-        "\"code\":\"NOT_LINKED\"",
-        "refused config: config.api_key: is required",
-        "refused request: data_json: is NULL",
-        "submitted 9, ok ",
-    ] {
-        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    for api in APIS {
+        let emu = start();
+        let mut cmd = Command::new(&exe);
+        host_env_for(&mut cmd, &emu, api);
+        let out = run_ok(&mut cmd);
+        let mut needles = vec![
+            "\"type\":\"CHECK_APIID\",\"ok\":true,\"status\":200",
+            "\"type\":\"GET_ACCOUNT\",\"ok\":true",
+            "\"type\":\"SET_API_ID\",\"ok\":true,\"status\":200",
+            "\"type\":\"LINK_CHARACTER\",\"ok\":true",
+            "\"type\":\"MODIFY_IDENTIFIER\",\"ok\":true",
+            "\"type\":\"SET_ACCOUNT_PERMISSIONS\",\"ok\":true",
+            "\"code\":\"NOT_LINKED\"",
+            "refused config: config.api_key: is required",
+            "submitted 9, ok ",
+        ];
+        match api {
+            ApiVersion::Legacy => needles.extend([
+                "\"type\":\"CHECK_APIID\",\"ok\":true,\"status\":200,\"data\":\"SonoranBrian\"",
+                "\"type\":\"SET_API_ID\",\"ok\":true,\"status\":200,\"data\":\"API ID(s) set!\"",
+                "\"type\":\"GET_VERSION\",\"ok\":true",
+                "refused request: data_json: is NULL",
+            ]),
+            ApiVersion::V2 => needles.extend([
+                "\"type\":\"CHECK_APIID\",\"ok\":true,\"status\":200,\"data\":{\"accountUuid\"",
+                "\"type\":\"GET /v2/general/version\",\"ok\":true",
+                "\"trace_id\":\"00-",
+                "refused request: sonoran_request sends a legacy API type; with \"api_version\": \"v2\" use sonoran_request_v2",
+            ]),
+        }
+        for needle in needles {
+            assert!(out.contains(needle), "{api:?}: missing {needle:?} in:\n{out}");
+        }
+        let log = emu.log();
+        assert!(log.iter().all(|e| e.violations.is_empty()), "{api:?}: wire violations");
+        assert!(!log.iter().any(|e| e.raw_body.contains("POLICERECEDIT")), "{api:?}: refused input was sent");
+        if api == ApiVersion::V2 {
+            assert!(log.iter().all(|e| e.path.starts_with("/v2/")), "{api:?}: only v2 routes");
+        }
     }
-    let log = emu.log();
-    assert!(log.iter().all(|e| e.violations.is_empty()), "wire violations");
-    assert!(
-        !log.iter().any(|e| e.path.contains("set_account_permissions") && e.raw_body.contains("POLICERECEDIT")),
-        "refused input was sent"
-    );
 }
 
 #[test]
 fn c_tablet_host_links_a_player_and_checks_joins() {
     let exe = build_host("tablet_host.c", "cc", "-std=c11", "tablet-host-c");
-    let emu = start();
-    let mut cmd = Command::new(&exe);
-    host_env(&mut cmd, &emu);
-    let out = run_ok(&mut cmd);
-    for needle in [
-        "Newcomer joined: not linked",
-        "\"code\":\"NO_IDENTIFIER\"",
-        "captured: {\"community\":\"TESTCOMM\",\"sessionId\":\"75afeea-a869-4dea-b2\",\"username\":\"CivilianNoIds\"}",
-        "\"data\":{\"apiId\":\"11000010CCCC777\",\"outcome\":\"LINKED\"}",
-        "refused capture: capture.community:",
-        "tablet host: ok",
-    ] {
-        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    for api in APIS {
+        let emu = start();
+        let civilian = emu.account("CivilianNoIds").unwrap();
+        let secret = civilian["secretUuid"].as_str().unwrap().to_string();
+        let mut cmd = Command::new(&exe);
+        host_env_for(&mut cmd, &emu, api);
+        cmd.env("SONORAN_TABLET_ACCOUNT_UUID", civilian["uuid"].as_str().unwrap())
+            .env("SONORAN_TABLET_SECRET_UUID", &secret);
+        let out = run_ok(&mut cmd);
+        let mut needles = vec!["Newcomer joined: not linked", "\"code\":\"NO_IDENTIFIER\"", "tablet host: ok"];
+        match api {
+            ApiVersion::Legacy => needles.extend([
+                "captured: {\"community\":\"TESTCOMM\",\"sessionId\":\"75afeea-a869-4dea-b2\",\"username\":\"CivilianNoIds\"}",
+                "\"data\":{\"apiId\":\"11000010CCCC777\",\"outcome\":\"LINKED\"}",
+                "refused capture: capture.community:",
+            ]),
+            ApiVersion::V2 => needles.extend([
+                "captured: an account-link message for account e5d8c1b0-9a7f-4e6d-b5c4-a3b2c1d0e9f8",
+                "\"apiId\":\"11000010CCCC777\",\"outcome\":\"LINKED\"",
+                "refused capture: capture.accountUuid:",
+            ]),
+        }
+        for needle in needles {
+            assert!(out.contains(needle), "{api:?}: missing {needle:?} in:\n{out}");
+        }
+        assert!(!out.contains(&secret), "{api:?}: the secret was printed:\n{out}");
+        if api == ApiVersion::V2 {
+            let linked = emu.account("CivilianNoIds").unwrap();
+            assert_eq!(linked["communityUserId"], "11000010CCCC777", "{linked}");
+            assert!(emu.log().iter().any(|e| e.route.as_deref() == Some("POST /v2/general/links/set")));
+        }
     }
 }
 
@@ -224,22 +274,27 @@ fn parse_session_over_the_c_abi() {
 #[test]
 fn cpp_host_runs_against_the_emulator() {
     let exe = build_host("host.cpp", "c++", "-std=c++17", "host-cpp");
-    let emu = start();
-    let mut cmd = Command::new(&exe);
-    host_env(&mut cmd, &emu);
-    let out = run_ok(&mut cmd);
-    assert!(out.contains("cpp host: ok"), "{out}");
+    for api in APIS {
+        let emu = start();
+        let mut cmd = Command::new(&exe);
+        host_env_for(&mut cmd, &emu, api);
+        let out = run_ok(&mut cmd);
+        assert!(out.contains("cpp host: ok"), "{api:?}: {out}");
+        assert_eq!(emu.counts().received, 2, "{api:?}: two calls, the refused one unsent");
+    }
 }
 
 #[test]
 fn c_host_under_valgrind_has_no_definite_leak_or_invalid_access() {
     let exe = build_host("host.c", "cc", "-std=c11", "host-c-valgrind");
-    let emu = start();
-    let mut cmd = Command::new("valgrind");
-    cmd.args(["--leak-check=full", "--errors-for-leak-kinds=definite", "--error-exitcode=3", "--quiet"]).arg(&exe);
-    host_env(&mut cmd, &emu);
-    let out = run_ok(&mut cmd);
-    assert!(out.contains("submitted 9"), "{out}");
+    for api in APIS {
+        let emu = start();
+        let mut cmd = Command::new("valgrind");
+        cmd.args(["--leak-check=full", "--errors-for-leak-kinds=definite", "--error-exitcode=3", "--quiet"]).arg(&exe);
+        host_env_for(&mut cmd, &emu, api);
+        let out = run_ok(&mut cmd);
+        assert!(out.contains("submitted 9"), "{} API: {out}", api_name(api));
+    }
 }
 
 const MISUSE_CASES: [&str; 4] = ["free-in-callback-poll", "free-in-callback-thread", "poll-in-callback", "threads"];

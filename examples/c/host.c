@@ -2,6 +2,8 @@
  * A C host using only include/sonoran.h: runs every call in scope against the API named by
  * SONORAN_API_URL / SONORAN_COMMUNITY_ID / SONORAN_API_KEY (the emulator in the tests), polls
  * from a "game tick", then frees the client with one request still in flight.
+ * SONORAN_API_VERSION=v2 runs the same calls on the v2 API (no community id needed there); only
+ * the generic request differs (sonoran_request_v2 takes a route, sonoran_request a legacy type).
  *
  * Build: cc -std=c11 -Wall -Wextra -Werror -pedantic -Iinclude examples/c/host.c \
  *           -Ltarget/release -lsonoran -Wl,-rpath,target/release -o host
@@ -68,6 +70,8 @@ int main(void) {
     const char *url = getenv("SONORAN_API_URL");
     const char *community = getenv("SONORAN_COMMUNITY_ID");
     const char *key = getenv("SONORAN_API_KEY");
+    const char *version = getenv("SONORAN_API_VERSION");
+    int v2 = version != NULL && strcmp(version, "v2") == 0;
     char config[1024];
     struct tally t;
     sonoran_client *client;
@@ -76,13 +80,18 @@ int main(void) {
     int bad = 0;
 
     memset(&t, 0, sizeof t);
-    if (url == NULL || community == NULL || key == NULL) {
-        fprintf(stderr, "set SONORAN_API_URL, SONORAN_COMMUNITY_ID and SONORAN_API_KEY\n");
+    if (url == NULL || key == NULL || (community == NULL && !v2)) {
+        fprintf(stderr, "set SONORAN_API_URL, SONORAN_API_KEY and (legacy API) SONORAN_COMMUNITY_ID\n");
         return 64;
     }
-    snprintf(config, sizeof config,
-             "{\"community_id\":\"%s\",\"api_key\":\"%s\",\"api_url\":\"%s\",\"timeout_ms\":10000}",
-             community, key, url);
+    if (v2) {
+        snprintf(config, sizeof config,
+                 "{\"api_version\":\"v2\",\"api_key\":\"%s\",\"api_url\":\"%s\",\"timeout_ms\":10000}", key, url);
+    } else {
+        snprintf(config, sizeof config,
+                 "{\"community_id\":\"%s\",\"api_key\":\"%s\",\"api_url\":\"%s\",\"timeout_ms\":10000}",
+                 community, key, url);
+    }
 
     if (sonoran_client_new("{\"community_id\":\"x\"}") != NULL) {
         fprintf(stderr, "a config without api_key was accepted\n");
@@ -103,7 +112,11 @@ int main(void) {
     track(&t, sonoran_link_character(client, "{\"apiId\":\"11000010499F33C\",\"syncId\":\"c-1\",\"action\":0}", on_result, &t), "LINK_CHARACTER");
     track(&t, sonoran_modify_identifier(client, "{\"apiId\":\"11000010499F33C\",\"action\":0,\"identifier\":{\"status\":2,\"data\":{\"unitNum\":\"1A-12\"}}}", on_result, &t), "MODIFY_IDENTIFIER");
     track(&t, sonoran_set_account_permissions(client, "{\"username\":\"OfficerJones\",\"add\":[\"POLRECEDIT\"]}", on_result, &t), "SET_ACCOUNT_PERMISSIONS");
-    track(&t, sonoran_request(client, "GET_VERSION", "null", on_result, &t), "GET_VERSION");
+    if (v2) {
+        track(&t, sonoran_request_v2(client, "GET", "/v2/general/version", NULL, on_result, &t), "GET /v2/general/version");
+    } else {
+        track(&t, sonoran_request(client, "GET_VERSION", "null", on_result, &t), "GET_VERSION");
+    }
     track(&t, sonoran_check_api_id(client, "{\"apiId\":\"nobody\"}", on_result, &t), "CHECK_APIID (not linked)");
 
     /* Refused: nothing is sent and no callback runs. */

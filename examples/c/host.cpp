@@ -29,12 +29,17 @@ int main() {
     const char *url = std::getenv("SONORAN_API_URL");
     const char *community = std::getenv("SONORAN_COMMUNITY_ID");
     const char *key = std::getenv("SONORAN_API_KEY");
-    if (url == nullptr || community == nullptr || key == nullptr) {
-        std::fprintf(stderr, "set SONORAN_API_URL, SONORAN_COMMUNITY_ID and SONORAN_API_KEY\n");
+    const char *version = std::getenv("SONORAN_API_VERSION");
+    const bool v2 = version != nullptr && std::string(version) == "v2";
+    if (url == nullptr || key == nullptr || (community == nullptr && !v2)) {
+        std::fprintf(stderr, "set SONORAN_API_URL, SONORAN_API_KEY and (legacy API) SONORAN_COMMUNITY_ID\n");
         return 64;
     }
-    const std::string config = std::string("{\"community_id\":\"") + community + "\",\"api_key\":\"" + key +
-                               "\",\"api_url\":\"" + url + "\"}";
+    // The same calls on either API: only the configuration says which.
+    const std::string config =
+        v2 ? std::string("{\"api_version\":\"v2\",\"api_key\":\"") + key + "\",\"api_url\":\"" + url + "\"}"
+           : std::string("{\"community_id\":\"") + community + "\",\"api_key\":\"" + key + "\",\"api_url\":\"" + url +
+                 "\"}";
     sonoran_client *client = sonoran_client_new(config.c_str());
     if (client == nullptr) {
         std::fprintf(stderr, "refused: %s\n", sonoran_last_error());

@@ -4,6 +4,10 @@
  * in the tablet (the capture links their API ID), then rejoins and is linked.
  *
  * Environment: SONORAN_API_URL, SONORAN_COMMUNITY_ID, SONORAN_API_KEY (the emulator in tests).
+ * With SONORAN_API_VERSION=v2 the same flow runs on the v2 API: the tablet reports the CAD's
+ * scad:account-link message, whose two UUIDs come from SONORAN_TABLET_ACCOUNT_UUID and
+ * SONORAN_TABLET_SECRET_UUID here (a real server receives them from the tablet's iframe). The
+ * secret is never printed.
  * Exit status 0 when the flow went as expected and every callback ran exactly once.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -61,6 +65,10 @@ int main(void) {
     const char *url = getenv("SONORAN_API_URL");
     const char *community = getenv("SONORAN_COMMUNITY_ID");
     const char *key = getenv("SONORAN_API_KEY");
+    const char *version = getenv("SONORAN_API_VERSION");
+    const char *account_uuid = getenv("SONORAN_TABLET_ACCOUNT_UUID");
+    const char *secret_uuid = getenv("SONORAN_TABLET_SECRET_UUID");
+    int v2 = version != NULL && strcmp(version, "v2") == 0;
     struct player players[3] = {
         {"Brian", "[\"steam:11000010499F33C\",\"license:aaa\"]", -1, 0},
         {"Newcomer", "[\"license:bbb\",\"steam:11000010CCCC777\"]", -1, 0},
@@ -71,13 +79,20 @@ int main(void) {
     sonoran_client *c;
     int i;
 
-    if (url == NULL || community == NULL || key == NULL) {
-        fprintf(stderr, "set SONORAN_API_URL, SONORAN_COMMUNITY_ID and SONORAN_API_KEY\n");
+    if (url == NULL || key == NULL || (!v2 && community == NULL) || (v2 && (account_uuid == NULL || secret_uuid == NULL))) {
+        fprintf(stderr, "set SONORAN_API_URL, SONORAN_API_KEY and SONORAN_COMMUNITY_ID (legacy) or "
+                        "SONORAN_TABLET_ACCOUNT_UUID and SONORAN_TABLET_SECRET_UUID (v2)\n");
         return 64;
     }
-    snprintf(config, sizeof config,
-             "{\"community_id\":\"%s\",\"api_key\":\"%s\",\"api_url\":\"%s\",\"primary_identifier\":\"steam\"}",
-             community, key, url);
+    if (v2) {
+        snprintf(config, sizeof config,
+                 "{\"api_version\":\"v2\",\"api_key\":\"%s\",\"api_url\":\"%s\",\"primary_identifier\":\"steam\"}",
+                 key, url);
+    } else {
+        snprintf(config, sizeof config,
+                 "{\"community_id\":\"%s\",\"api_key\":\"%s\",\"api_url\":\"%s\",\"primary_identifier\":\"steam\"}",
+                 community, key, url);
+    }
     c = sonoran_client_new(config);
     if (c == NULL) {
         fprintf(stderr, "refused: %s\n", sonoran_last_error());
@@ -92,27 +107,40 @@ int main(void) {
     }
     tick_until_idle(c);
 
-    /* The tablet UI reports the CAD login of the newcomer (legacy console form). */
+    /* The tablet UI reports the CAD login of the newcomer: the legacy console line, or on v2
+       the CAD's scad:account-link message (its secret is printed nowhere). */
     {
-        char capture[256];
-        snprintf(capture, sizeof capture,
-                 "[tablet] LOGIN COMMUNITY: {%s} USERNAME: {CivilianNoIds} SESSIONID: {75afeea-a869-4dea-b2}", community);
+        char capture[512];
+        if (v2) {
+            snprintf(capture, sizeof capture, "{\"type\":\"scad:account-link\",\"accountUuid\":\"%s\",\"secretUuid\":\"%s\"}",
+                     account_uuid, secret_uuid);
+        } else {
+            snprintf(capture, sizeof capture,
+                     "[tablet] LOGIN COMMUNITY: {%s} USERNAME: {CivilianNoIds} SESSIONID: {75afeea-a869-4dea-b2}", community);
+        }
         parsed = sonoran_parse_session(capture);
         if (parsed == NULL) {
             fprintf(stderr, "capture refused: %s\n", sonoran_last_error());
             return 1;
         }
-        printf("captured: %s\n", parsed);
+        if (v2) {
+            printf("captured: an account-link message for account %s\n", account_uuid);
+        } else {
+            printf("captured: %s\n", parsed);
+        }
         sonoran_string_free(parsed);
         if (sonoran_link_from_tablet(c, capture, players[1].identifiers, on_link, &players[1]) == 0) {
             fprintf(stderr, "link refused: %s\n", sonoran_last_error());
             return 1;
         }
     }
-    /* A hostile capture naming another community is refused before anything is sent. */
-    if (sonoran_link_from_tablet(c, "LOGIN COMMUNITY: {EVIL} USERNAME: {x} SESSIONID: {y}", players[1].identifiers,
-                                 on_link, &players[1]) != 0) {
-        fprintf(stderr, "a capture for another community was accepted\n");
+    /* A hostile capture is refused before anything is sent: another community's login, or a
+       message whose account is not a UUID. */
+    if (sonoran_link_from_tablet(c,
+                                 v2 ? "{\"type\":\"scad:account-link\",\"accountUuid\":\"../x\",\"secretUuid\":\"y\"}"
+                                    : "LOGIN COMMUNITY: {EVIL} USERNAME: {x} SESSIONID: {y}",
+                                 players[1].identifiers, on_link, &players[1]) != 0) {
+        fprintf(stderr, "a hostile capture was accepted\n");
         return 1;
     }
     printf("refused capture: %s\n", sonoran_last_error());

@@ -24,13 +24,17 @@ pub unsafe extern "C" fn sonoran_parse_session(text: *const c_char) -> *mut c_ch
     })
 }
 
-/// The tablet flow: parse `capture_text` (either capture form), pick the player's API ID from
-/// `identifiers_json` (a JSON array such as `["steam:110000112345678","license:abc"]`) by the
-/// configured `primary_identifier`, check CHECK_APIID, and send SET_API_ID with the captured
-/// username and session when the player is not linked yet. One result, type
-/// `LINK_FROM_TABLET`, `data` `{"outcome":"LINKED"|"ALREADY_LINKED","apiId":...}`; a player
-/// without such an identifier completes with `NO_IDENTIFIER`. A capture naming another
-/// community is refused (0). Returns the request id or 0.
+/// The tablet flow: parse `capture_text`, pick the player's API ID from `identifiers_json` (a
+/// JSON array such as `["steam:110000112345678","license:abc"]`) by the configured
+/// `primary_identifier`, and link them. Legacy API: a login capture (either form); CHECK_APIID,
+/// then SET_API_ID with the captured username and session when the player is not linked yet.
+/// v2: the CAD's `{"type":"scad:account-link","accountUuid":...,"secretUuid":...}` message (both
+/// UUIDs checked first); `POST /v2/general/links/set` with the player's id as
+/// `communityUserId` (a mismatch completes `FORBIDDEN`; the secret is redacted everywhere).
+/// One result, type `LINK_FROM_TABLET`, `data` `{"outcome":"LINKED"|"ALREADY_LINKED","apiId":...}`
+/// (v2 adds `accountUuid`); a player without such an identifier completes with
+/// `NO_IDENTIFIER`. A capture naming another community, or the other API's capture, is
+/// refused (0). Returns the request id or 0.
 #[no_mangle]
 pub unsafe extern "C" fn sonoran_link_from_tablet(
     c: *mut sonoran_client,
@@ -48,7 +52,8 @@ pub unsafe extern "C" fn sonoran_link_from_tablet(
 }
 
 /// The API ID checker: `identifiers_json` is a JSON string (a bare API ID) or an array of the
-/// player's identifiers. One result, type `IS_LINKED`, `data` `{"linked":true|false,"apiId":...}`;
+/// player's identifiers (CHECK_APIID in legacy, `links/check` in v2). One result, type
+/// `IS_LINKED`, `data` `{"linked":true|false,"apiId":...}`;
 /// an API or network failure is an error, never "not linked". Answers are cached for
 /// `link_check_ttl_ms`, and concurrent checks of one API ID share one API call.
 /// Returns the request id or 0.

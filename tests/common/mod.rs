@@ -7,7 +7,7 @@ pub mod emulator;
 pub mod hostile;
 
 #[allow(unused_imports)]
-pub use emulator::{Emulator, Faults, Options, RateLimit, RetryAfter};
+pub use emulator::{Emulator, Faults, LogEntry, Options, RateLimit, RetryAfter};
 use sonoran::{ApiVersion, Client, Completion, Config, Handler};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
