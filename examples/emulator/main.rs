@@ -1,4 +1,4 @@
-//! Command-line front end of the Sonoran CAD legacy API emulator.
+//! Command-line front end of the Sonoran CAD API emulator (legacy and v2 on one port).
 //!
 //! cargo run --release --example emulator -- --addr 127.0.0.1:0
 //!
@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 const USAGE: &str = "\
-Offline emulator of the Sonoran CAD legacy web API (loopback only).
+Offline emulator of the Sonoran CAD web API, legacy and v2 on one port over one state
+(loopback only).
 
 USAGE:
     emulator [OPTIONS]
@@ -38,6 +39,12 @@ OPTIONS:
     --seed N                Seed of the fault PRNG [default: 0]; same seed, same faults.
     --strict-envelope       Refuse envelope keys beyond id, key, type and data (400 malformed);
                             by default they are ignored, as the real API does.
+    --v2-limits             v2: enforce the published per-route limits (10 or 30 a minute per
+                            key) in fixed windows, answering the gateway's 429.
+    --v2-window-ms N        v2: the length of those windows [default: 60000].
+    --v2-unlinked-success-false
+                            v2: answer an unlinked links/check with the observed
+                            {\"success\": false} body instead of {\"linked\": false}.
     --no-log                Do not print one line per request on stderr.
     -h, --help              Print this help.
 ";
@@ -122,6 +129,17 @@ fn parse_args(args: Vec<String>) -> (Options, bool) {
             }
             "--no-log" => print_log = false,
             "--strict-envelope" => opts.strict_envelope = true,
+            "--v2-limits" => opts.v2_limits = true,
+            "--v2-window-ms" => {
+                let v = value("--v2-window-ms");
+                let ms: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .unwrap_or_else(|| fail(&format!("--v2-window-ms: bad number `{v}`")));
+                opts.v2_window = Duration::from_millis(ms);
+            }
+            "--v2-unlinked-success-false" => opts.v2_unlinked_success_false = true,
             other => fail(&format!("unknown argument `{other}`")),
         }
     }
