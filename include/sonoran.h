@@ -68,6 +68,12 @@
 
 #include <stdint.h>
 
+/* The version of the library this header belongs to (the ABI policy is in the README). */
+#define SONORAN_VERSION_MAJOR 0
+#define SONORAN_VERSION_MINOR 1
+#define SONORAN_VERSION_PATCH 0
+#define SONORAN_VERSION_STRING "0.1.0"
+
 /*
  Log levels passed to `sonoran_log_callback`.
  */
@@ -78,6 +84,46 @@
 #define SONORAN_LOG_WARN 2
 
 #define SONORAN_LOG_ERROR 3
+
+/*
+ `sonoran_last_error_code()`: the last call succeeded.
+ */
+#define SONORAN_REFUSED_NONE 0
+
+/*
+ An argument was refused (a field, JSON, a NULL pointer, a size cap); the text names it.
+ */
+#define SONORAN_REFUSED_INVALID_ARGUMENT 1
+
+/*
+ The configuration was refused (`sonoran_client_new`); the text names the key.
+ */
+#define SONORAN_REFUSED_INVALID_CONFIG 2
+
+/*
+ The call exists on the other API only (`api_version` decides).
+ */
+#define SONORAN_REFUSED_WRONG_API 3
+
+/*
+ `max_pending` requests are pending: poll, then try again.
+ */
+#define SONORAN_REFUSED_QUEUE_FULL 4
+
+/*
+ The client is closed (freed from inside its own callback).
+ */
+#define SONORAN_REFUSED_CLOSED 5
+
+/*
+ The system refused a resource the library needs (a thread, the runtime, the HTTP client).
+ */
+#define SONORAN_REFUSED_SYSTEM 6
+
+/*
+ The library caught a panic (a bug; please report it).
+ */
+#define SONORAN_REFUSED_INTERNAL 7
 
 /*
  An opaque Sonoran CAD client. Create with `sonoran_client_new`, free with
@@ -238,6 +284,13 @@ void sonoran_string_free(char *s);
  valid until the next `sonoran_*` call on this thread. Never contains the API key.
  */
 const char *sonoran_last_error(void);
+
+/*
+ Which kind of refusal this thread's last call met, to branch on without reading the text:
+ `SONORAN_REFUSED_NONE` (0) when it succeeded, else one of the `SONORAN_REFUSED_*` numbers.
+ Set and cleared together with `sonoran_last_error()`.
+ */
+int32_t sonoran_last_error_code(void);
 
 /*
  The library version, e.g. "0.1.0". A static string; do not free it.

@@ -37,7 +37,7 @@ pub use config::{
     ApiKey, ApiVersion, Config, Delivery, IdentifierType, Rate, RateLimits, SetApiIdForm, DEFAULT_GLOBAL_RATE,
     MAX_SERVER_WAIT, MIN_API_KEY_CHARS,
 };
-pub use error::Refusal;
+pub use error::{Refusal, RefusalKind};
 pub use flows::linking::{PlayerIds, CREATE_LINK_CODE, IS_LINKED, LINK_FROM_TABLET};
 pub use flows::session::{parse_session, parse_session_value, Capture};
 pub use request::{Call, Kind, PERMISSIONS};

@@ -9,7 +9,7 @@
 
 use crate::api::{Header, Method, Outgoing, RawResponse};
 use crate::config::Config;
-use crate::error::Refusal;
+use crate::error::{Refusal, RefusalKind};
 use crate::response::{ErrorCode, Failure};
 use std::time::Duration;
 
@@ -34,8 +34,9 @@ impl Transport {
     pub(crate) fn new(config: &Config, headers: &[Header]) -> Result<Transport, Refusal> {
         let mut default_headers = reqwest::header::HeaderMap::new();
         for h in headers {
-            let mut value = reqwest::header::HeaderValue::from_str(&h.value)
-                .map_err(|_| Refusal::new(format!("{}: not usable in an HTTP header", h.name)))?;
+            let mut value = reqwest::header::HeaderValue::from_str(&h.value).map_err(|_| {
+                Refusal::of(RefusalKind::InvalidConfig, format!("{}: not usable in an HTTP header", h.name))
+            })?;
             value.set_sensitive(h.sensitive);
             default_headers.insert(h.name, value);
         }
@@ -52,8 +53,9 @@ impl Transport {
                 .map_err(|e| Refusal::field("config.proxy", format!("not usable as a proxy: {}", describe(&e))))?;
             builder = builder.proxy(proxy);
         }
-        let http =
-            builder.build().map_err(|e| Refusal::new(format!("could not set up the HTTP client: {}", describe(&e))))?;
+        let http = builder.build().map_err(|e| {
+            Refusal::of(RefusalKind::System, format!("could not set up the HTTP client: {}", describe(&e)))
+        })?;
         Ok(Transport {
             http,
             base_url: config.base_url.clone(),

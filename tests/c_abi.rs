@@ -35,6 +35,7 @@ const EXPORTS: &[&str] = &[
     "sonoran_resume",
     "sonoran_request_v2",
     "sonoran_create_link_code",
+    "sonoran_last_error_code",
 ];
 
 fn root() -> PathBuf {
@@ -405,5 +406,81 @@ fn null_and_invalid_arguments_are_refused_with_a_reason() {
         sonoran_client_free(c);
         sonoran_client_free(std::ptr::null_mut());
         assert_eq!(CStr::from_ptr(sonoran_version()).to_str().unwrap(), sonoran::VERSION);
+    }
+}
+
+/// The header's `SONORAN_REFUSED_*` numbers are `RefusalKind`'s, and each is what a host reads
+/// from `sonoran_last_error_code()` for that kind of refusal.
+#[test]
+fn refusals_carry_a_code_a_host_can_branch_on() {
+    let header = std::fs::read_to_string(root().join("include/sonoran.h")).unwrap();
+    assert!(header.contains("#define SONORAN_REFUSED_NONE 0"));
+    for kind in sonoran::RefusalKind::ALL {
+        let line = format!("#define SONORAN_REFUSED_{} {}", kind.as_str(), kind.number());
+        assert!(header.contains(&line), "{line} missing from the header");
+    }
+    let code = || sonoran_last_error_code();
+    unsafe {
+        let bad = CString::new(r#"{"community_id":"c","api_key":"k"}"#).unwrap();
+        assert!(sonoran_client_new(bad.as_ptr()).is_null());
+        assert_eq!(code(), SONORAN_REFUSED_INVALID_CONFIG, "{}", last_error());
+        assert!(sonoran_client_new(std::ptr::null()).is_null());
+        assert_eq!(code(), SONORAN_REFUSED_INVALID_ARGUMENT);
+
+        // A slow emulator and max_pending 1: the second request finds the queue full.
+        let emu = start_with(Faults { latency_ms: 300, ..Faults::default() });
+        let cfg = CString::new(format!(
+            r#"{{"api_version":"v2","api_key":"{}","api_url":"{}","max_pending":1}}"#,
+            emu.api_key(),
+            emu.base_url()
+        ))
+        .unwrap();
+        let c = sonoran_client_new(cfg.as_ptr());
+        assert!(!c.is_null());
+        assert_eq!(code(), SONORAN_REFUSED_NONE);
+        let data = CString::new(r#"{"username":"SonoranBrian"}"#).unwrap();
+        assert!(sonoran_get_account(c, data.as_ptr(), None, std::ptr::null_mut()) > 0);
+        assert_eq!(code(), SONORAN_REFUSED_NONE);
+        assert_eq!(sonoran_get_account(c, data.as_ptr(), None, std::ptr::null_mut()), 0);
+        assert_eq!(code(), SONORAN_REFUSED_QUEUE_FULL, "{}", last_error());
+        let ty = CString::new("GET_VERSION").unwrap();
+        let null = CString::new("null").unwrap();
+        assert_eq!(sonoran_request(c, ty.as_ptr(), null.as_ptr(), None, std::ptr::null_mut()), 0);
+        assert_eq!(code(), SONORAN_REFUSED_WRONG_API, "{}", last_error());
+        assert_eq!(sonoran_get_account(c, std::ptr::null(), None, std::ptr::null_mut()), 0);
+        assert_eq!(code(), SONORAN_REFUSED_INVALID_ARGUMENT);
+        // Freeing NULL, and freeing a NULL string, are successful calls: they clear it.
+        sonoran_client_free(std::ptr::null_mut());
+        assert_eq!((code(), sonoran_last_error().is_null()), (SONORAN_REFUSED_NONE, true));
+        assert_eq!(sonoran_get_account(c, std::ptr::null(), None, std::ptr::null_mut()), 0);
+        sonoran_string_free(std::ptr::null_mut());
+        assert_eq!((code(), sonoran_last_error().is_null()), (SONORAN_REFUSED_NONE, true));
+
+        // Freed from inside its own callback, the client is closed at once: a request made
+        // later in that callback is refused CLOSED.
+        unsafe extern "C" fn free_then_submit(user_data: *mut c_void, _id: u64, _json: *const c_char) {
+            let c = *(user_data as *mut *mut sonoran_client);
+            sonoran_client_free(c);
+            let data = CString::new(r#"{"username":"SonoranBrian"}"#).unwrap();
+            let id = sonoran_get_account(c, data.as_ptr(), None, std::ptr::null_mut());
+            *(user_data as *mut *mut sonoran_client) = std::ptr::null_mut();
+            CLOSED_SEEN
+                .store(if id == 0 { sonoran_last_error_code() } else { -1 }, std::sync::atomic::Ordering::SeqCst);
+        }
+        static CLOSED_SEEN: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-2);
+        let start = std::time::Instant::now();
+        while sonoran_pending(c) > 0 {
+            sonoran_poll(c, 0);
+            assert!(start.elapsed().as_secs() < 20);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let mut slot: *mut sonoran_client = c;
+        assert!(sonoran_get_account(c, data.as_ptr(), Some(free_then_submit), &mut slot as *mut _ as *mut c_void) > 0);
+        while !slot.is_null() {
+            sonoran_poll(slot, 0);
+            assert!(start.elapsed().as_secs() < 20);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert_eq!(CLOSED_SEEN.load(std::sync::atomic::Ordering::SeqCst), SONORAN_REFUSED_CLOSED);
     }
 }

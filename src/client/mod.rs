@@ -20,7 +20,7 @@ pub use stats::ClientStats;
 
 use crate::api::{legacy::Legacy, v2::V2, Api};
 use crate::config::{ApiVersion, Config};
-use crate::error::Refusal;
+use crate::error::{Refusal, RefusalKind};
 use crate::request::Call;
 use crate::response::{Completion, ErrorCode, Failure, Outcome};
 use crate::transport::Transport;
@@ -99,7 +99,7 @@ impl Client {
     /// Start a client: validates the configuration, starts the runtime (and the delivery thread
     /// in `thread` delivery).
     pub fn new(config: Config) -> Result<Client, Refusal> {
-        config.validate()?;
+        config.validate().map_err(|r| r.as_kind(RefusalKind::InvalidConfig))?;
         // The backend choice: the one place the engine names a wire format.
         let api: Box<dyn Api> = match config.api_version {
             ApiVersion::Legacy => {
@@ -114,7 +114,7 @@ impl Client {
             .thread_name("sonoran-worker")
             .enable_all()
             .build()
-            .map_err(|e| Refusal::new(format!("could not start the library's runtime: {e}")))?;
+            .map_err(|e| Refusal::of(RefusalKind::System, format!("could not start the library's runtime: {e}")))?;
         let handle = runtime.handle().clone();
         let (queue, delivery_thread) = Queue::new(config.delivery)?;
         let limiter = Arc::new(Limiter::new(&config.rate_limits, config.rate_limit_margin));

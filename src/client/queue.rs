@@ -5,7 +5,7 @@
 //! `cancel`, or `close`) delivers its one result; nobody else can.
 
 use crate::config::Delivery;
-use crate::error::Refusal;
+use crate::error::{Refusal, RefusalKind};
 use crate::response::Completion;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -87,7 +87,9 @@ impl Queue {
                             delivered.fetch_sub(1, Ordering::AcqRel);
                         }
                     })
-                    .map_err(|e| Refusal::new(format!("could not start the delivery thread: {e}")))?;
+                    .map_err(|e| {
+                        Refusal::of(RefusalKind::System, format!("could not start the delivery thread: {e}"))
+                    })?;
                 (Some(tx), Some(t))
             }
         };
@@ -106,17 +108,20 @@ impl Queue {
     /// pending set's lock, so that the entry is in before its task can complete) gives its id
     /// and entry.
     pub(crate) fn admit(&self, max: usize, start: impl FnOnce() -> (u64, Entry)) -> Result<u64, Refusal> {
+        let mut pending = lock(&self.pending);
+        // Closed comes first: a closed client refuses as closed, however full it is.
+        if !pending.accepting {
+            return Err(Refusal::of(RefusalKind::Closed, "the client is closed"));
+        }
         if self.outstanding.fetch_add(1, Ordering::AcqRel) >= max {
             self.outstanding.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refusal::new(format!(
-                "queue full: {max} requests are pending (max_pending); poll() to run finished callbacks, or raise max_pending"
-            )));
-        }
-        let mut pending = lock(&self.pending);
-        if !pending.accepting {
-            drop(pending);
-            self.outstanding.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refusal::new("the client is closed"));
+            return Err(Refusal::of(
+                RefusalKind::QueueFull,
+                format!(
+                    "queue full: {max} requests are pending (max_pending); poll() to run finished callbacks, or raise \
+                     max_pending"
+                ),
+            ));
         }
         let (id, entry) = start();
         pending.entries.insert(id, entry);

@@ -3,7 +3,7 @@
 //! 600000`) without quoting the value given.
 
 use super::{resolve_api_url, ApiVersion, Config, Delivery, IdentifierType, Rate, RateLimits, SetApiIdForm};
-use crate::error::Refusal;
+use crate::error::{Refusal, RefusalKind};
 use crate::text::{json_error, printable};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -13,12 +13,17 @@ use std::fmt;
 use std::time::Duration;
 
 pub(super) fn from_json(text: &str) -> Result<Config, Refusal> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| Refusal::new(format!("config: not valid JSON ({})", json_error(&e))))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Refusal::of(RefusalKind::InvalidConfig, format!("config: not valid JSON ({})", json_error(&e))))?;
     from_value(&value)
 }
 
+/// Every refusal of a configuration is `InvalidConfig`.
 pub(super) fn from_value(value: &Value) -> Result<Config, Refusal> {
+    parse(value).map_err(|r| r.as_kind(RefusalKind::InvalidConfig))
+}
+
+fn parse(value: &Value) -> Result<Config, Refusal> {
     if !value.is_object() {
         return Err(Refusal::new("config: expected a JSON object"));
     }

@@ -3,7 +3,7 @@
 
 use super::sonoran_client;
 use crate::client::Client;
-use crate::error::Refusal;
+use crate::error::{Refusal, RefusalKind};
 use crate::text::json_error;
 use serde_json::Value;
 use std::cell::RefCell;
@@ -11,12 +11,12 @@ use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 thread_local! {
-    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+    static LAST_ERROR: RefCell<Option<(RefusalKind, CString)>> = const { RefCell::new(None) };
 }
 
-pub(super) fn set_last_error(message: &str) {
+pub(super) fn set_last_error(kind: RefusalKind, message: &str) {
     let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = Some(text));
+    LAST_ERROR.with(|e| *e.borrow_mut() = Some((kind, text)));
 }
 
 fn clear_last_error() {
@@ -36,11 +36,14 @@ pub(super) fn guard<T>(fail: T, body: impl FnOnce() -> Result<T, Refusal>) -> T 
             v
         }
         Ok(Err(refusal)) => {
-            set_last_error(refusal.message());
+            set_last_error(refusal.kind(), refusal.message());
             fail
         }
         Err(_) => {
-            set_last_error("internal error: the library caught a panic at the C boundary (please report it)");
+            set_last_error(
+                RefusalKind::Internal,
+                "internal error: the library caught a panic at the C boundary (please report it)",
+            );
             fail
         }
     }
@@ -54,7 +57,12 @@ pub(super) fn quiet<T>(fail: T, body: impl FnOnce() -> T) -> T {
 
 /// The last error as the C string `sonoran_last_error` returns (NULL when there is none).
 pub(super) fn last_error_ptr() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ref().map_or(std::ptr::null(), |s| s.as_ptr()))
+    LAST_ERROR.with(|e| e.borrow().as_ref().map_or(std::ptr::null(), |(_, s)| s.as_ptr()))
+}
+
+/// The kind of the last error as its number (`SONORAN_REFUSED_*`), 0 when there is none.
+pub(super) fn last_error_code() -> i32 {
+    LAST_ERROR.with(|e| e.borrow().as_ref().map_or(0, |(kind, _)| kind.number()))
 }
 
 /// A NUL-terminated UTF-8 argument.

@@ -20,7 +20,7 @@ pub use flows::{sonoran_create_link_code, sonoran_is_linked, sonoran_link_from_t
 use crate::client::{Client, Level, LogHook};
 use crate::config::ApiVersion;
 use crate::config::Config;
-use crate::error::Refusal;
+use crate::error::{Refusal, RefusalKind};
 use crate::request::{Call, Kind};
 use boundary::{arg_client, arg_handle, arg_json, arg_str, guard, quiet};
 use callback::{c_prepare, in_callback_of, run_deferred_free, CLogger, Life, FREEING, FREE_DEFERRED, LIVE};
@@ -216,7 +216,8 @@ pub unsafe extern "C" fn sonoran_request(
     guard(0, || {
         let h = arg_handle(c)?;
         if h.client.config().api_version == ApiVersion::V2 {
-            return Err(Refusal::new(
+            return Err(Refusal::of(
+                RefusalKind::WrongApi,
                 "sonoran_request sends a legacy API type; with \"api_version\": \"v2\" use \
                  sonoran_request_v2(c, method, path, body_json, cb, user_data)",
             ));
@@ -243,7 +244,8 @@ pub unsafe extern "C" fn sonoran_request_v2(
     guard(0, || {
         let h = arg_handle(c)?;
         if h.client.config().api_version != ApiVersion::V2 {
-            return Err(Refusal::new(
+            return Err(Refusal::of(
+                RefusalKind::WrongApi,
                 "sonoran_request_v2 needs \"api_version\": \"v2\"; the legacy API takes sonoran_request(c, type, \
                  data_json, cb, user_data)",
             ));
@@ -350,6 +352,31 @@ pub unsafe extern "C" fn sonoran_string_free(s: *mut c_char) {
 pub extern "C" fn sonoran_last_error() -> *const c_char {
     quiet(std::ptr::null(), boundary::last_error_ptr)
 }
+
+/// Which kind of refusal this thread's last call met, to branch on without reading the text:
+/// `SONORAN_REFUSED_NONE` (0) when it succeeded, else one of the `SONORAN_REFUSED_*` numbers.
+/// Set and cleared together with `sonoran_last_error()`.
+#[no_mangle]
+pub extern "C" fn sonoran_last_error_code() -> i32 {
+    quiet(0, boundary::last_error_code)
+}
+
+/// `sonoran_last_error_code()`: the last call succeeded.
+pub const SONORAN_REFUSED_NONE: i32 = 0;
+/// An argument was refused (a field, JSON, a NULL pointer, a size cap); the text names it.
+pub const SONORAN_REFUSED_INVALID_ARGUMENT: i32 = 1;
+/// The configuration was refused (`sonoran_client_new`); the text names the key.
+pub const SONORAN_REFUSED_INVALID_CONFIG: i32 = 2;
+/// The call exists on the other API only (`api_version` decides).
+pub const SONORAN_REFUSED_WRONG_API: i32 = 3;
+/// `max_pending` requests are pending: poll, then try again.
+pub const SONORAN_REFUSED_QUEUE_FULL: i32 = 4;
+/// The client is closed (freed from inside its own callback).
+pub const SONORAN_REFUSED_CLOSED: i32 = 5;
+/// The system refused a resource the library needs (a thread, the runtime, the HTTP client).
+pub const SONORAN_REFUSED_SYSTEM: i32 = 6;
+/// The library caught a panic (a bug; please report it).
+pub const SONORAN_REFUSED_INTERNAL: i32 = 7;
 
 /// The library version, e.g. "0.1.0". A static string; do not free it.
 #[no_mangle]

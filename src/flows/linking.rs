@@ -5,7 +5,7 @@
 use super::session::Capture;
 use crate::client::{Callback, Client, Engine, Handler};
 use crate::config::{ApiVersion, IdentifierType, DEVELOPMENT_LINK_PAGE, DEVELOPMENT_URL, LINK_PAGE};
-use crate::error::Refusal;
+use crate::error::{Refusal, RefusalKind};
 use crate::request::Call;
 use crate::response::{ErrorCode, Failure, Success};
 use serde_json::{json, Value};
@@ -311,24 +311,28 @@ impl Client {
     ) -> Result<u64, Refusal> {
         let cfg = self.config();
         match (capture, cfg.api_version) {
-            (Capture::Login { community: Some(community), .. }, _) if community != &cfg.community_id => {
+            // Legacy only: on v2 (no community id needed) any legacy login is refused below, for
+            // the reason that applies there.
+            (Capture::Login { community: Some(community), .. }, ApiVersion::Legacy)
+                if community != &cfg.community_id =>
+            {
                 return Err(Refusal::field(
                     "capture.community",
                     format!("'{community}' is not this server's community: the login was for another community"),
                 ));
             }
             (Capture::Login { .. }, ApiVersion::V2) => {
-                return Err(Refusal::field(
-                    "capture",
-                    "a legacy login ({username, session} or the console line) cannot link a player on the v2 API: \
+                return Err(Refusal::of(
+                    RefusalKind::WrongApi,
+                    "capture: a legacy login ({username, session} or the console line) cannot link a player on the v2 API: \
                      a v2 CAD's tablet sends the scad:account-link message; or give the player a link code \
                      (create_link_code)",
                 ))
             }
             (Capture::AccountLink { .. }, ApiVersion::Legacy) => {
-                return Err(Refusal::field(
-                    "capture",
-                    "the scad:account-link message comes from a CAD on the v2 API: set api_version to \"v2\"",
+                return Err(Refusal::of(
+                    RefusalKind::WrongApi,
+                    "capture: the scad:account-link message comes from a CAD on the v2 API: set api_version to \"v2\"",
                 ))
             }
             _ => {}
@@ -352,7 +356,8 @@ impl Client {
     pub fn create_link_code(&self, identifiers: PlayerIds, callback: Option<Callback>) -> Result<u64, Refusal> {
         let cfg = self.config();
         if cfg.api_version != ApiVersion::V2 {
-            return Err(Refusal::new(
+            return Err(Refusal::of(
+                RefusalKind::WrongApi,
                 "create_link_code is a v2 API call: set api_version to \"v2\" (the legacy API links through the \
                  tablet's login)",
             ));

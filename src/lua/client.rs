@@ -9,7 +9,7 @@ use super::poll::{idle_function, poll_max, Freer};
 use super::{convert, push};
 use crate::client::Client;
 use crate::config::Config;
-use crate::error::Refusal;
+use crate::error::{Refusal, RefusalKind};
 use crate::flows::linking::PlayerIds;
 use crate::flows::session::parse_session_value;
 use crate::request::{ApiVersion, Call, Kind};
@@ -31,11 +31,15 @@ pub(crate) struct LuaClient {
     freer: RefCell<Option<Freer>>,
 }
 
-/// `value` or `nil, message`.
+/// `value` or `nil, message, code` (the refusal's kind: `"QUEUE_FULL"`, ...).
 fn answer<T: IntoLua>(lua: &Lua, r: Result<T, Refusal>) -> mlua::Result<MultiValue> {
     match r {
         Ok(v) => Ok(MultiValue::from_iter([v.into_lua(lua)?])),
-        Err(refusal) => Ok(MultiValue::from_iter([LuaValue::Nil, refusal.message().into_lua(lua)?])),
+        Err(refusal) => Ok(MultiValue::from_iter([
+            LuaValue::Nil,
+            refusal.message().into_lua(lua)?,
+            refusal.kind().as_str().into_lua(lua)?,
+        ])),
     }
 }
 
@@ -187,7 +191,8 @@ impl UserData for LuaClient {
         methods.add_method("request", |lua, this, (ty, data, cb): (LuaValue, LuaValue, LuaValue)| {
             this.submit_op(lua, cb, |client| {
                 if client.config().api_version == ApiVersion::V2 {
-                    return Err(Refusal::new(
+                    return Err(Refusal::of(
+                        RefusalKind::WrongApi,
                         "request sends a legacy API type; with api_version = \"v2\" use cad:request_v2(method, path, \
                          body, callback)",
                     ));
@@ -211,7 +216,8 @@ impl UserData for LuaClient {
             |lua, this, (method, path, body, cb): (LuaValue, LuaValue, LuaValue, LuaValue)| {
                 this.submit_op(lua, cb, |client| {
                     if client.config().api_version != ApiVersion::V2 {
-                        return Err(Refusal::new(
+                        return Err(Refusal::of(
+                            RefusalKind::WrongApi,
                             "request_v2 needs api_version = \"v2\"; the legacy API takes cad:request(type, data, \
                              callback)",
                         ));

@@ -73,8 +73,19 @@ local function report(self, message, id, kind)
   end
 end
 
-local function raise(err, level)
+-- The last refusal raised in this Lua state: its code ("QUEUE_FULL", ...) and message.
+local last_code, last_message
+
+local function raise(err, level, code)
+  last_code, last_message = code or "INVALID_ARGUMENT", tostring(err)
   error("sonoran: " .. tostring(err), level + 1)
+end
+
+--- The code and message of the last refusal raised in this Lua state (nil when none yet), to
+--- branch on without reading the text: "INVALID_ARGUMENT", "INVALID_CONFIG", "WRONG_API",
+--- "QUEUE_FULL", "CLOSED", "SYSTEM" or "INTERNAL". Read it in the pcall's error branch.
+function M.last_refusal()
+  return last_code, last_message
 end
 
 local function need_client(self, name)
@@ -88,9 +99,9 @@ function M.new(config)
   if type(config) ~= "table" then
     error("sonoran.new: expected a configuration table { community_id = ..., api_key = ..., ... }", 2)
   end
-  local raw, err_or_idle = native.new(config)
+  local raw, err_or_idle, code = native.new(config)
   if not raw then
-    raise(err_or_idle, 2)
+    raise(err_or_idle, 2, code)
   end
   -- _idle(max): true when poll(max) would deliver nothing (max valid, no result ready).
   local self = setmetatable({ _raw = raw, _idle = err_or_idle }, Client)
@@ -117,9 +128,9 @@ end
 local function request_method(name, call)
   Client[name] = function(self, ...)
     need_client(self, name)
-    local id, err = call(self._raw, ...)
+    local id, err, code = call(self._raw, ...)
     if not id then
-      raise(err, 2)
+      raise(err, 2, code)
     end
     return id
   end
@@ -166,7 +177,7 @@ function Client:poll(max)
   end
   local n, err, undelivered, undelivered_id = self._raw:poll(max, self._deliver)
   if not n then
-    raise(err, 2)
+    raise(err, 2, "INVALID_ARGUMENT")
   end
   if undelivered then
     -- Not the callback's error: the result could not even be handed to it (the C stack is
@@ -185,9 +196,9 @@ end
 --- Cancel a request: true when it was pending (its callback gets CANCELLED on a later poll).
 function Client:cancel(id)
   need_client(self, "cancel")
-  local ok, err = self._raw:cancel(id)
+  local ok, err, code = self._raw:cancel(id)
   if ok == nil then
-    raise(err, 2)
+    raise(err, 2, code)
   end
   return ok
 end

@@ -7,7 +7,7 @@
 //! `accountUuid`), so that one script works on either API.
 
 use super::{Api, Header, Method, Outgoing, RawResponse, RetryClass};
-use crate::error::Refusal;
+use crate::error::{Refusal, RefusalKind};
 use crate::request::Call;
 use crate::response::{ErrorCode, Failure, Outcome, Success};
 use serde_json::{json, Map, Value};
@@ -254,9 +254,11 @@ impl Api for V2 {
                 out(Method::Post, "/v2/general/links/set".into(), Some(Value::Object(o.clone())), ErrorCode::NotLinked)
             }
             other => {
-                return Err(Refusal::field(
-                    "type",
-                    format!("{other} is a legacy API type; with api_version v2 send its v2 route with request_v2"),
+                return Err(Refusal::of(
+                    RefusalKind::WrongApi,
+                    format!(
+                        "type: {other} is a legacy API type; with api_version v2 send its v2 route with request_v2"
+                    ),
                 ))
             }
         })
