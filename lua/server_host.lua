@@ -1,7 +1,8 @@
 -- server_host.lua: the host table apicheck.lua and tablet.lua are written against, built from
 -- a FiveM-style or a Garry's Mod-style server's globals.
 --   on_join(fn(player)), on_command(name, fn(player, args)), on_tablet_login(fn(player, capture)),
---   tell(player, text), identifiers(player) -> list, log(text)
+--   tell(player, text), identifiers(player) -> list, log(text), after(seconds, fn) (a one-shot
+--   timer, for examples/link_command.lua)
 local M = {}
 
 --- FiveM / RedM: playerJoining, RegisterCommand, chat:addMessage, GetPlayerIdentifiers, and a
@@ -24,6 +25,7 @@ function M.fivem(opts)
     end,
     identifiers = function(player) return GetPlayerIdentifiers(player) end,
     log = print,
+    after = function(seconds, fn) SetTimeout(math.floor(seconds * 1000), fn) end,
   }
 end
 
@@ -50,6 +52,7 @@ function M.gmod(opts)
     tell = function(ply, text) ply:ChatPrint("[CAD] " .. text) end,
     identifiers = function(ply) return { "steam:" .. ply:SteamID64(), "license:" .. ply:SteamID() } end,
     log = print,
+    after = function(seconds, fn) timer.Simple(seconds, fn) end,
   }
 end
 

@@ -1,9 +1,11 @@
 -- tablet.lua: links a player when the in-game tablet reports their CAD login.
 --
--- The tablet UI forwards what the CAD revealed (the console line
--- `LOGIN COMMUNITY: {..} USERNAME: {..} SESSIONID: {..}` or the iframe message
--- {username, session}) to the server; this script links the player's API ID and answers them
--- in chat. Host table (see server_host.lua):
+-- The tablet UI forwards what the CAD revealed to the server: on the legacy API the console
+-- line `LOGIN COMMUNITY: {..} USERNAME: {..} SESSIONID: {..}` or the iframe message
+-- {username, session}; on v2 the iframe message {type = "scad:account-link", accountUuid,
+-- secretUuid} (a table or its JSON text). This script links the player's API ID and answers
+-- them in chat (never with the secret). The same script works on either API. Host table (see
+-- server_host.lua):
 --   host.on_tablet_login(fn(player, capture))   host.tell(player, text)
 --   host.identifiers(player) -> { "steam:...", ... }
 --
@@ -23,7 +25,9 @@ function M.start(cad, host, opts)
     end
     local ok, id = pcall(cad.link_from_tablet, cad, capture, host.identifiers(player), function(res)
       if res.ok and res.data.outcome == "LINKED" then
-        host.tell(player, "Your CAD account " .. parsed.username .. " is now linked (API ID " .. res.data.apiId .. ").")
+        -- v2's account-link message names no username, only the account's UUID.
+        local account = parsed.username and (parsed.username .. " ") or ""
+        host.tell(player, "Your CAD account " .. account .. "is now linked (API ID " .. res.data.apiId .. ").")
       elseif res.ok then
         host.tell(player, "Your CAD account is already linked.")
       else

@@ -1,5 +1,5 @@
 -- Callbacks: protected mode, error handlers, new requests from a callback, await, cancel,
--- a poll loop that never blocks, two clients in one state.
+-- a poll loop that never blocks, two clients in one state. Runs on both APIs (H.api).
 local H = require("harness")
 local sonoran = require("sonoran")
 
@@ -46,23 +46,24 @@ end)
 H.test("a callback may start new requests (chained three deep)", function()
   local chain = {}
   cad:check_api_id({ apiId = BRIAN_ID }, function(res)
-    chain[#chain + 1] = res.data
-    cad:get_account({ username = res.data }, function(acc)
+    chain[#chain + 1] = H.linked_to(res, "SonoranBrian").ok
+    cad:get_account({ apiId = BRIAN_ID }, function(acc)
       chain[#chain + 1] = acc.data.username
-      cad:request("GET_VERSION", nil, function(v)
+      H.version(cad, function(v)
         chain[#chain + 1] = v.ok
       end)
     end)
   end)
   H.drain(cad)
   H.eq(#chain, 3, "chain length")
+  H.eq(chain[1], true, "first link")
   H.eq(chain[2], "SonoranBrian", "second link")
   H.eq(chain[3], true, "third link")
 end)
 
 H.test("poll(max) runs at most max callbacks and returns the count", function()
   local n = 0
-  for _ = 1, 5 do cad:request("GET_VERSION", nil, function() n = n + 1 end) end
+  for _ = 1, 5 do H.version(cad, function() n = n + 1 end) end
   local deadline = os.time() + 20
   while cad:pending() > 0 do
     local ran = cad:poll(2)
@@ -90,9 +91,9 @@ H.test("await inside a coroutine yields until poll delivers", function()
 end)
 
 H.test("await: outside a coroutine, on a request with a callback, on an unknown id", function()
-  local id = cad:request("GET_VERSION", nil)
+  local id = H.version(cad)
   H.raises(function() cad:await(id) end, "await must run inside a coroutine")
-  local with_cb = cad:request("GET_VERSION", nil, function() end)
+  local with_cb = H.version(cad, function() end)
   local co = coroutine.wrap(function()
     H.raises(function() cad:await(with_cb) end, "already has a callback")
     H.raises(function() cad:await(987654) end, "is not pending on this client")
@@ -106,7 +107,7 @@ H.test("await with a wait function (host scheduler style)", function()
   local id = cad:check_api_id({ apiId = BRIAN_ID })
   local waits = 0
   local res = cad:await(id, function() waits = waits + 1; cad:poll() end)
-  H.eq(res.data, "SonoranBrian", "result")
+  H.linked_to(res, "SonoranBrian")
   H.check(waits >= 1, "waited")
 end)
 
@@ -114,7 +115,7 @@ H.test("an error after await inside the coroutine is reported", function()
   local reported
   cad:on_error(function(message) reported = message end)
   coroutine.wrap(function()
-    cad:await(cad:request("GET_VERSION", nil))
+    cad:await(H.version(cad))
     error("after await")
   end)()
   H.drain(cad)
@@ -125,7 +126,7 @@ end)
 H.test("cancel: CANCELLED once, unknown ids false, bad ids raise", function()
   local slow = sonoran.new(H.config("_SLOW"))
   local results = {}
-  local id = slow:request("GET_VERSION", nil, function(r) results[#results + 1] = r end)
+  local id = H.version(slow, function(r) results[#results + 1] = r end)
   H.eq(slow:cancel(id), true, "cancel")
   H.eq(slow:cancel(id), false, "second cancel")
   H.eq(slow:cancel(123456), false, "unknown id")
@@ -138,7 +139,7 @@ end)
 
 H.test("a poll loop with nothing ready never blocks", function()
   local slow = sonoran.new(H.config("_SLOW"))
-  slow:request("GET_VERSION", nil, function() end) -- in flight for the whole loop
+  H.version(slow, function() end) -- in flight for the whole loop
   local polls, worst = 0, 0
   local start = os.clock()
   while os.clock() - start < 0.05 do

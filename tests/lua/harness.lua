@@ -1,8 +1,20 @@
 -- Minimal test harness shared by the Lua test scripts (Lua 5.1, LuaJIT and Lua 5.4).
 -- The Rust test `tests/lua.rs` runs each script with the emulator's address in SONORAN_URL*,
--- its credentials in SONORAN_COMMUNITY / SONORAN_KEY and package.cpath at dist/<abi>/?.so.
+-- its credentials in SONORAN_COMMUNITY / SONORAN_KEY, the API to test in SONORAN_API
+-- ("legacy" or "v2"), the fixture accounts' UUIDs and secret UUIDs in SONORAN_UUID_<username>
+-- and SONORAN_SECRET_<username>, and package.cpath at dist/<abi>/?.so.
 local H = {}
 local passed, failed = 0, 0
+
+--- The API this run tests: "legacy" (also when SONORAN_API is unset) or "v2".
+H.api = os.getenv("SONORAN_API") or "legacy"
+if H.api == "" then H.api = "legacy" end
+if H.api ~= "legacy" and H.api ~= "v2" then
+  error("SONORAN_API must be \"legacy\" or \"v2\", got " .. ("%q"):format(H.api))
+end
+H.v2 = H.api == "v2"
+-- tests/lua.rs checks that this line is in the output: the run really was on the API it asked for.
+print("api: " .. H.api)
 
 function H.test(name, fn)
   local ok, err = xpcall(fn, function(m) return debug.traceback(tostring(m), 2) end)
@@ -53,18 +65,104 @@ function H.env(name)
   return v
 end
 
---- A client configuration for the emulator named by SONORAN_URL<suffix>, plus overrides.
+-- v2's routes with a default client-side bucket at their published per-minute limit.
+local V2_ROUTES = {
+  "GET /v2/general/version", "POST /v2/general/links", "POST /v2/general/links/check",
+  "POST /v2/general/links/set", "GET /v2/general/accounts/account", "PATCH /v2/general/accounts/permissions",
+  "PUT /v2/general/api-ids", "PUT /v2/civilian/character-links/{syncId}",
+  "DELETE /v2/civilian/character-links/{syncId}", "POST /v2/emergency/accounts/{accountUuid}/identifiers",
+  "PATCH /v2/emergency/accounts/{accountUuid}/identifiers/{identId}",
+  "DELETE /v2/emergency/accounts/{accountUuid}/identifiers/{identId}",
+}
+
+--- A client configuration for the emulator named by SONORAN_URL<suffix> on the API of this run
+--- (H.api), plus overrides. Legacy: the community id and the key (api_version left out: legacy
+--- is the default). v2: api_version = "v2" and the key only (the key selects the community; v2
+--- never needs the community id).
 function H.config(suffix, overrides)
+  local unpaced = { per_second = 10000, burst = 10000 }
   local cfg = {
-    community_id = H.env("SONORAN_COMMUNITY"),
     api_key = H.env("SONORAN_KEY"),
     api_url = H.env("SONORAN_URL" .. (suffix or "")),
     timeout_ms = 10000,
-    -- The tests measure behaviour, not pacing: lift the default 1 request/s limit.
-    rate_limits = { global = { per_second = 10000, burst = 10000 } },
+    -- The tests measure behaviour, not pacing: lift the default 1 request/s limit (and in v2
+    -- the per-route buckets at the published limits, 10 a minute for most routes).
+    rate_limits = { global = unpaced },
   }
+  if H.v2 then
+    cfg.api_version = "v2"
+    for _, route in ipairs(V2_ROUTES) do cfg.rate_limits[route] = unpaced end
+  else
+    cfg.community_id = H.env("SONORAN_COMMUNITY")
+  end
   for k, v in pairs(overrides or {}) do cfg[k] = v end
   return cfg
+end
+
+--- A fixture account's UUID and secret UUID (v2's tablet message carries both).
+function H.uuid(username) return H.env("SONORAN_UUID_" .. username) end
+function H.secret(username) return H.env("SONORAN_SECRET_" .. username) end
+
+--- Ask for the plan version on this run's API: cad:request("GET_VERSION", nil, cb) on legacy,
+--- cad:request_v2("GET", "/v2/general/version", nil, cb) on v2. Returns the request id.
+function H.version(cad, cb)
+  if H.v2 then return cad:request_v2("GET", "/v2/general/version", nil, cb) end
+  return cad:request("GET_VERSION", nil, cb)
+end
+
+--- Assert that a CHECK_APIID result says the player is linked to `username`'s account: the
+--- username as text on legacy, {linked = true, accountUuid = ...} on v2.
+function H.linked_to(res, username)
+  if not res.ok then
+    error(("expected linked to %s, got %s: %s"):format(username, tostring(res.error.code), tostring(res.error.message)), 2)
+  end
+  if H.v2 then
+    if type(res.data) ~= "table" or res.data.linked ~= true or res.data.accountUuid ~= H.uuid(username) then
+      error(("expected linked to %s (%s), got %s"):format(username, H.uuid(username), H.dump(res.data)), 2)
+    end
+  elseif res.data ~= username then
+    error(("expected linked to %s, got %s"):format(username, H.dump(res.data)), 2)
+  end
+  return res
+end
+
+--- Every string in a value (keys and values, nested), joined: to search a whole result.
+function H.dump(v, out, depth)
+  out, depth = out or {}, depth or 0
+  if type(v) == "table" and depth < 32 then
+    out[#out + 1] = "{"
+    for k, x in pairs(v) do
+      out[#out + 1] = tostring(k) .. "="
+      H.dump(x, out, depth + 1)
+      out[#out + 1] = ","
+    end
+    out[#out + 1] = "}"
+  else
+    out[#out + 1] = type(v) == "string" and v or tostring(v)
+  end
+  return depth == 0 and table.concat(out) or nil
+end
+
+--- POST a JSON text to one of the main emulator's test-only routes (`/__emulator/...`, not an
+--- API route: the library has no call for it). tests/lua.rs does the request: this writes one
+--- `@@harness POST <path> <json>` line to stdout and reads `<status> <body>` from stdin.
+--- Returns the status (0 when the request could not be made) and the body text.
+function H.emulator_post(path, json)
+  H.check(path:find("^/__emulator/"), "only the emulator's test routes: " .. path)
+  H.check(not json:find("[\r\n]"), "one line of JSON")
+  io.stdout:write("@@harness POST ", path, " ", json, "\n")
+  io.stdout:flush()
+  local line = io.stdin:read("*l")
+  if not line then error("no answer from tests/lua.rs on stdin (run through `cargo test --test lua`)", 2) end
+  local status, body = line:match("^(%d+) ?(.*)$")
+  H.check(status, "harness answer " .. line)
+  return tonumber(status), body
+end
+
+--- Complete a v2 link code as `username` would at sonorancad.com/id (the emulator's stand-in
+--- for that page). Returns the status and the answer's text.
+function H.complete_link_code(code, username)
+  return H.emulator_post("/__emulator/links/complete", ('{"code":"%s","username":"%s"}'):format(code, username))
 end
 
 --- Poll `cad` until cond() is true; fails after `seconds` (wall clock, generous).

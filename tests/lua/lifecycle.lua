@@ -1,4 +1,5 @@
 -- close() and __gc: every request completes exactly once and no library thread survives.
+-- Runs on both APIs (H.api).
 local H = require("harness")
 local sonoran = require("sonoran")
 
@@ -6,7 +7,7 @@ H.test("close with 1,000 requests in flight: each callback exactly once, ok or S
   local cad = sonoran.new(H.config("_SLOW"))
   local seen, ids = {}, {}
   for i = 1, 1000 do
-    local id = cad:request("GET_VERSION", nil, function(res)
+    local id = H.version(cad, function(res)
       seen[res.id] = (seen[res.id] or 0) + 1
       if not res.ok then H.eq(res.error.code, "SHUTDOWN", "code of request " .. res.id) end
     end)
@@ -15,7 +16,7 @@ H.test("close with 1,000 requests in flight: each callback exactly once, ok or S
   H.eq(cad:pending(), 1000, "pending before close")
   cad:close()
   H.eq(#H.sonoran_threads_settled(), 0, "library threads after close")
-  H.raises(function() cad:request("GET_VERSION", nil) end, "the client is closed")
+  H.raises(function() H.version(cad) end, "the client is closed")
   H.drain(cad)
   local shutdown = 0
   for _, id in ipairs(ids) do
@@ -36,7 +37,7 @@ end)
 H.test("__gc of an unclosed client stops its threads", function()
   do
     local cad = sonoran.new(H.config("_SLOW"))
-    cad:request("GET_VERSION", nil) -- no callback: nothing keeps the client alive
+    H.version(cad) -- no callback: nothing keeps the client alive
     H.check(#H.sonoran_threads() > 0, "threads while open")
   end
   collectgarbage()
@@ -47,7 +48,7 @@ end)
 H.test("__gc with callbacks still waiting reports them instead of losing them silently", function()
   do
     local cad = sonoran.new(H.config("_SLOW"))
-    cad:request("GET_VERSION", nil, function() end) -- the callback does not reference cad
+    H.version(cad, function() end) -- the callback does not reference cad
   end
   collectgarbage()
   collectgarbage()
@@ -57,12 +58,12 @@ end)
 if _VERSION == "Lua 5.4" then
   H.test("local cad <close> closes at the end of the scope", function()
     local chunk = assert(load([[
-      local sonoran, cfg = ...
+      local sonoran, cfg, version = ...
       local cad <close> = sonoran.new(cfg)
-      cad:request("GET_VERSION", nil)
+      version(cad)
       return cad
     ]]))
-    local cad = chunk(sonoran, H.config("_SLOW"))
+    local cad = chunk(sonoran, H.config("_SLOW"), H.version)
     H.eq(#H.sonoran_threads_settled(), 0, "threads after leaving the scope")
     H.drain(cad)
   end)

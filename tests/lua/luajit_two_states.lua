@@ -1,6 +1,7 @@
 -- Two Lua states in one process (LuaJIT only: the second state is created through the FFI).
 -- Each state requires the module and drives its own client; results go to the state that
 -- asked, and closing the second state (lua_close runs the client's __gc) stops its threads.
+-- Runs on both APIs: both states configure their client with the harness (H.api).
 local H = require("harness")
 local sonoran = require("sonoran")
 local ffi = require("ffi")
@@ -36,9 +37,7 @@ H.test("two states each get only their own results; closing one stops its thread
   C.luaL_openlibs(L2)
   run(L2, [[
     sonoran = require("sonoran")
-    cad = sonoran.new({ community_id = os.getenv("SONORAN_COMMUNITY"), api_key = os.getenv("SONORAN_KEY"),
-                        api_url = os.getenv("SONORAN_URL"),
-                        rate_limits = { global = { per_second = 10000, burst = 10000 } } })
+    cad = sonoran.new(require("harness").config())
     names = {}
     for i = 1, 20 do
       cad:get_account({ username = "MedicSmith" }, function(res) names[#names + 1] = res.data.username end)

@@ -1,6 +1,7 @@
 -- Misuse by the host that must get a clear answer, never a lost result or a hung game thread:
 -- poll from inside every callback, poll under deep pcall nesting (the C stack nearly
 -- exhausted), close inside a callback, and request values built from shared sub-tables.
+-- Runs on both APIs (H.api).
 local H = require("harness")
 local sonoran = require("sonoran")
 
@@ -103,9 +104,15 @@ H.test("a value built from shared sub-tables is refused at the size cap, not con
   for _ = 1, 40 do
     t = { a = t, b = t }
   end
-  local err = H.raises(function() cad:request("UNIT_STATUS", { apiId = BRIAN_ID, status = t }, function() end) end,
-    "once encoded as JSON")
-  H.check(err:find("data", 1, true), err)
+  -- The generic call of each API: its data (legacy) or body (v2) is what is refused.
+  local generic, field = function()
+    cad:request("UNIT_STATUS", { apiId = BRIAN_ID, status = t }, function() end)
+  end, "data"
+  if H.v2 then
+    generic, field = function() cad:request_v2("POST", "/v2/emergency/units/status", { status = t }, function() end) end, "body"
+  end
+  local err = H.raises(generic, "once encoded as JSON")
+  H.check(err:find("sonoran: " .. field, 1, true), err)
   H.eq(cad:pending(), 0, "nothing was accepted")
   H.raises(function() cad:is_linked({ t }, function() end) end, "identifiers")
   cad:close()
