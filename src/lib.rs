@@ -38,7 +38,8 @@ pub use config::{
     MAX_SERVER_WAIT, MIN_API_KEY_CHARS,
 };
 pub use error::{Refusal, RefusalKind};
-pub use flows::linking::{PlayerIds, CREATE_LINK_CODE, IS_LINKED, LINK_FROM_TABLET};
+pub use flows::link_code::CREATE_LINK_CODE;
+pub use flows::linking::{PlayerIds, IS_LINKED, LINK_FROM_TABLET};
 pub use flows::session::{parse_session, parse_session_value, Capture};
 pub use request::{Call, Kind, PERMISSIONS};
 pub use response::{Completion, ErrorCode, Failure, Outcome, Success};

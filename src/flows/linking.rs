@@ -4,7 +4,7 @@
 
 use super::session::Capture;
 use crate::client::{Callback, Client, Engine, Handler};
-use crate::config::{ApiVersion, IdentifierType, DEVELOPMENT_LINK_PAGE, DEVELOPMENT_URL, LINK_PAGE};
+use crate::config::{ApiVersion, IdentifierType};
 use crate::error::{Refusal, RefusalKind};
 use crate::request::Call;
 use crate::response::{ErrorCode, Failure, Success};
@@ -18,14 +18,8 @@ use tokio::sync::watch;
 pub const LINK_FROM_TABLET: &str = "LINK_FROM_TABLET";
 /// Result type of [`Client::is_linked`].
 pub const IS_LINKED: &str = "IS_LINKED";
-/// Result type of [`Client::create_link_code`].
-pub const CREATE_LINK_CODE: &str = "CREATE_LINK_CODE";
 /// The v2 call of the tablet flow (`links/set`).
 const SET_COMMUNITY_LINK: &str = "SET_COMMUNITY_LINK";
-/// How long a player's link code is handed out again instead of minting a new one (the
-/// official resource's window), and how much of its life must be left to reuse it.
-const CODE_REUSE: Duration = Duration::from_secs(300);
-const CODE_MIN_LEFT: Duration = Duration::from_secs(60);
 
 /// Who to check: a bare API ID, or the identifiers the game server gives for a player
 /// (`steam:...`, `license:...`, `discord:...`).
@@ -197,50 +191,17 @@ async fn link(engine: &Engine, capture: Capture, api_id: String) -> Result<Succe
     Ok(Success::new(set.status, json!({"outcome": "LINKED", "apiId": api_id})))
 }
 
-/// The link codes handed out, one per player, for reuse (`Engine::state`).
-#[derive(Default)]
-struct LinkCodes {
-    codes: Mutex<HashMap<String, (Value, Instant, Instant)>>,
-}
-
-impl LinkCodes {
-    /// A code of this player's still worth handing out again.
-    fn reusable(&self, community_user_id: &str) -> Option<Value> {
-        let map = self.codes.lock().unwrap_or_else(|p| p.into_inner());
-        let (data, minted, expires) = map.get(community_user_id)?;
-        let now = Instant::now();
-        (now.duration_since(*minted) < CODE_REUSE && *expires > now + CODE_MIN_LEFT).then(|| data.clone())
+/// The player's id a flow acts on: a bare id as given (checked as the text of `field`), or the
+/// one picked from their identifiers. `Ok(None)`: no identifier of the configured type.
+pub(super) fn player_id(client: &Client, ids: PlayerIds, field: &str) -> Result<Option<String>, Refusal> {
+    let cfg = client.config();
+    match ids {
+        PlayerIds::ApiId(id) => {
+            check_identifier_text(field, &id)?;
+            Ok(Some(id))
+        }
+        PlayerIds::Identifiers(list) => pick_api_id(&list, cfg.primary_identifier, cfg.identifier_prefix),
     }
-
-    fn remember(&self, community_user_id: &str, data: &Value, expires_in: Duration) {
-        let now = Instant::now();
-        let mut map = self.codes.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, (_, minted, _)| now.duration_since(*minted) < CODE_REUSE);
-        map.insert(community_user_id.to_string(), (data.clone(), now, now + expires_in));
-    }
-}
-
-/// `POST /v2/general/links`, or a code minted for this player in the last five minutes.
-async fn link_code(engine: &Engine, community_user_id: String) -> Result<Success, Failure> {
-    let codes = engine.state::<LinkCodes>();
-    if let Some(data) = codes.reusable(&community_user_id) {
-        return Ok(Success::new(200, data));
-    }
-    let call = Call::internal(CREATE_LINK_CODE, json!({ "communityUserId": community_user_id }));
-    let minted = engine.send(&call).await?;
-    let code = minted.data.get("code").and_then(Value::as_str).filter(|c| !c.is_empty()).ok_or_else(|| {
-        Failure::new(minted.status, ErrorCode::BadResponse, "the API answered a link code request without a code")
-    })?;
-    let page = if engine.config().base_url == DEVELOPMENT_URL { DEVELOPMENT_LINK_PAGE } else { LINK_PAGE };
-    let expires_in = minted.data.get("expiresInSeconds").and_then(Value::as_u64).unwrap_or(600);
-    let data = json!({
-        "code": code,
-        "url": format!("{page}?code={code}"),
-        "expiresAt": minted.data.get("expiresAt").cloned().unwrap_or(Value::Null),
-        "communityUserId": community_user_id,
-    });
-    codes.remember(&community_user_id, &data, Duration::from_secs(expires_in));
-    Ok(Success { status: minted.status, data, trace_id: minted.trace_id })
 }
 
 /// The player's API ID among the identifiers the game server gives: the configured type's
@@ -278,7 +239,7 @@ fn check_identifier_text(field: &str, id: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn no_identifier(kind: IdentifierType) -> Failure {
+pub(super) fn no_identifier(kind: IdentifierType) -> Failure {
     Failure::new(
         0,
         ErrorCode::NoIdentifier,
@@ -348,33 +309,6 @@ impl Client {
         })
     }
 
-    /// The v2 link code flow: a code the player enters at `sonorancad.com/id` to link their
-    /// account, for their `communityUserId` (picked from `identifiers` like the checker's API
-    /// ID). One result, type `CREATE_LINK_CODE`, `data` `{"code", "url", "expiresAt",
-    /// "communityUserId"}`. A code minted for the same player in the last five minutes (with a
-    /// minute of its life left) is handed out again instead of a new one.
-    pub fn create_link_code(&self, identifiers: PlayerIds, callback: Option<Callback>) -> Result<u64, Refusal> {
-        let cfg = self.config();
-        if cfg.api_version != ApiVersion::V2 {
-            return Err(Refusal::of(
-                RefusalKind::WrongApi,
-                "create_link_code is a v2 API call: set api_version to \"v2\" (the legacy API links through the \
-                 tablet's login)",
-            ));
-        }
-        let kind = cfg.primary_identifier;
-        let id = match identifiers {
-            PlayerIds::ApiId(id) => {
-                check_identifier_text("identifiers", &id)?;
-                Some(id)
-            }
-            PlayerIds::Identifiers(list) => pick_api_id(&list, kind, cfg.identifier_prefix)?,
-        };
-        self.submit_task(Arc::from(CREATE_LINK_CODE), callback, move |engine| async move {
-            link_code(&engine, id.ok_or_else(|| no_identifier(kind))?).await
-        })
-    }
-
     /// The API ID checker: one result, type `IS_LINKED`, `data` `{"linked": bool, "apiId": ...}`;
     /// an API or network failure is an error, never "not linked".
     pub fn is_linked(&self, ids: PlayerIds, handler: Option<Handler>) -> Result<u64, Refusal> {
@@ -383,15 +317,8 @@ impl Client {
 
     /// [`Client::is_linked`] with a callback of either kind.
     pub fn is_linked_with(&self, ids: PlayerIds, callback: Option<Callback>) -> Result<u64, Refusal> {
-        let cfg = self.config();
-        let kind = cfg.primary_identifier;
-        let api_id = match ids {
-            PlayerIds::ApiId(id) => {
-                check_identifier_text("apiId", &id)?;
-                Some(id)
-            }
-            PlayerIds::Identifiers(list) => pick_api_id(&list, kind, cfg.identifier_prefix)?,
-        };
+        let kind = self.config().primary_identifier;
+        let api_id = player_id(self, ids, "apiId")?;
         self.submit_task(Arc::from(IS_LINKED), callback, move |engine| async move {
             let api_id = api_id.ok_or_else(|| no_identifier(kind))?;
             let linked = check_linked(&engine, &api_id).await?;
