@@ -214,6 +214,19 @@ function H.sonoran_threads()
   return names
 end
 
+--- The library's threads once those just started carry their name: a new thread is listed under
+--- the process's name until it first runs, which on a loaded machine can take a moment. Waits
+--- 2 s at most for at least one.
+function H.sonoran_threads_started()
+  local names = H.sonoran_threads()
+  for _ = 1, 200 do
+    if #names > 0 then break end
+    os.execute("sleep 0.01")
+    names = H.sonoran_threads()
+  end
+  return names
+end
+
 --- The library's threads once any that were just joined are gone: a joined thread can still be
 --- listed for a moment while the kernel finishes its exit. Waits 100 ms at most, so a thread
 --- that really keeps running (or exits lazily) is still caught.

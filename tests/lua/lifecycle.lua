@@ -29,7 +29,7 @@ end)
 
 H.test("threads run while a client is open and stop at close", function()
   local cad = sonoran.new(H.config())
-  H.check(#H.sonoran_threads() > 0, "worker threads while open")
+  H.check(#H.sonoran_threads_started() > 0, "worker threads while open")
   cad:close()
   H.eq(#H.sonoran_threads_settled(), 0, "threads after close")
 end)
@@ -38,7 +38,7 @@ H.test("__gc of an unclosed client stops its threads", function()
   do
     local cad = sonoran.new(H.config("_SLOW"))
     H.version(cad) -- no callback: nothing keeps the client alive
-    H.check(#H.sonoran_threads() > 0, "threads while open")
+    H.check(#H.sonoran_threads_started() > 0, "threads while open")
   end
   collectgarbage()
   collectgarbage()
