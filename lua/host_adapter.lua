@@ -10,11 +10,20 @@
 --   adapter.every_tick(register, cad) -- anything else: register(fn) must call fn every tick
 local M = {}
 
+-- One line to io.stderr, or through print where the host has no io.stderr or no io at all
+-- (sandboxed hosts), or where writing to it fails. Never raises.
+local function report_line(line)
+  local ok, written = pcall(function() return io.stderr:write(line, "\n") end)
+  if not (ok and written) then
+    pcall(print, line)
+  end
+end
+
 local function poll_once(cad, max)
   local ok, err = pcall(cad.poll, cad, max)
   if not ok then
     -- poll itself only raises on misuse; report it and keep the tick alive.
-    io.stderr:write("sonoran: poll failed: " .. tostring(err) .. "\n")
+    report_line("sonoran: poll failed: " .. tostring(err))
   end
 end
 

@@ -40,18 +40,29 @@ function M.object(t)
   return setmetatable(t or {}, native.object_mt)
 end
 
+-- One line of the default report: to io.stderr, or through print where the host has no
+-- io.stderr or no io at all (sandboxed hosts: a Luanti mod's io has no stderr), or where
+-- writing to it fails. Looked up at each report, never raises.
+local function report_line(line)
+  local ok, written = pcall(function() return io.stderr:write(line, "\n") end)
+  if not (ok and written) then
+    pcall(print, line)
+  end
+end
+
 local function default_handler(message, id, kind)
   if kind == "delivery" then
-    io.stderr:write(tostring(message) .. "\n")
+    report_line(tostring(message))
   else
-    io.stderr:write(("sonoran: callback of request %s failed: %s\n"):format(tostring(id), tostring(message)))
+    report_line(("sonoran: callback of request %s failed: %s"):format(tostring(id), tostring(message)))
   end
 end
 
 local module_handler = nil
 
 --- Set the handler for errors raised by callbacks of every client in this state (nil: the
---- default, which writes to stderr). A client's own handler (cad:on_error) comes first.
+--- default, which writes to io.stderr, or prints where the host has no io.stderr). A client's
+--- own handler (cad:on_error) comes first.
 --- It is called as handler(message, request_id, kind): kind is "callback" for an error the
 --- callback raised, "delivery" when a result could not even be handed to its callback (the C
 --- stack was exhausted where poll was called); such a result stays ready for the next poll.
@@ -118,7 +129,9 @@ function M.new(config)
       if not began then
         error(e, 0)
       end
-      report(self, e, res.id, "callback")
+      -- Protected: an error escaping here would count as undelivered, and the callback, which
+      -- has already run, would run again on the next poll.
+      pcall(report, self, e, res.id, "callback")
     end
   end
   return self
