@@ -5,13 +5,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for tool in lua5.4 luajit lua5.1 valgrind cc c++ nm; do
+missing=""
+for tool in lua5.4 luajit lua5.1 valgrind cc c++ nm readelf pkg-config luarocks; do
     if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "installing the test dependencies ($tool is missing)"
-        scripts/install-deps.sh
+        missing="$tool"
         break
     fi
 done
+if [ -z "$missing" ]; then
+    for header in /usr/include/lua5.4/lua.h /usr/include/lua5.1/lua.h; do
+        [ -f "$header" ] || missing="$header"
+    done
+fi
+# Luanti's headless server (tests/luanti.rs); Debian installs it in /usr/games, which is not on
+# every PATH.
+if [ -z "$missing" ] && ! command -v minetestserver >/dev/null 2>&1 && [ ! -x /usr/games/minetestserver ]; then
+    missing="minetestserver"
+fi
+if [ -z "$missing" ] && ! cargo cinstall --version >/dev/null 2>&1; then
+    missing="cargo-c (cargo cinstall)"
+fi
+if [ -n "$missing" ]; then
+    echo "installing the test dependencies ($missing is missing)"
+    scripts/install-deps.sh
+fi
 
 scripts/build-lua.sh
 cargo fmt --check

@@ -13,6 +13,22 @@ use crate::error::{Refusal, RefusalKind};
 use crate::response::{ErrorCode, Failure};
 use std::time::Duration;
 
+/// rustls with the aws-lc-rs provider (rustls' own default, with post-quantum hybrid key
+/// exchange) and the Mozilla root certificates compiled in (webpki-roots): it needs no CA
+/// bundle on the host (game servers often run in minimal containers) and installs no
+/// process-wide provider (the host may use rustls itself).
+fn tls_config() -> Result<rustls::ClientConfig, Refusal> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Refusal::of(RefusalKind::System, format!("could not set up TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
 /// A call that got no answer, and whether any of it can have reached the server: retry
 /// decisions rest on this, never on a message's text.
 pub(crate) struct SendError {
@@ -41,6 +57,7 @@ impl Transport {
             default_headers.insert(h.name, value);
         }
         let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config()?)
             .user_agent(concat!("sonoran/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
