@@ -5,7 +5,8 @@
 -- script unloads. Each returns a stop() function.
 --
 --   local adapter = require("host_adapter")
---   adapter.fivem(cad)                -- Citizen.CreateThread / Wait loop (FiveM, RedM)
+--   adapter.fivem(cad)                -- Citizen.CreateThread / Wait loop (FiveM-style hosts; FiveM
+--                                        and RedM themselves cannot load native modules)
 --   adapter.gmod(cad)                 -- timer.Create (Garry's Mod); { hook = true } for a Think hook
 --   adapter.every_tick(register, cad) -- anything else: register(fn) must call fn every tick
 local M = {}

@@ -5,8 +5,9 @@
 --   timer, for examples/link_command.lua)
 local M = {}
 
---- FiveM / RedM: playerJoining, RegisterCommand, chat:addMessage, GetPlayerIdentifiers, and a
---- net event (default "sonoran:tabletLogin") the tablet UI's client script triggers.
+--- FiveM's host API: playerJoining, RegisterCommand, chat:addMessage, GetPlayerIdentifiers, and a
+--- net event (default "sonoran:tabletLogin") the tablet UI's client script triggers. For hosts
+--- with that API that load native modules; FiveM and RedM themselves cannot load sonoran.so.
 function M.fivem(opts)
   opts = opts or {}
   return {

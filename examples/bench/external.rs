@@ -4,7 +4,7 @@ use crate::report::Metric;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -25,36 +25,13 @@ fn run_checked(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-fn newest_source() -> SystemTime {
-    fn walk(dir: &Path, newest: &mut SystemTime) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, newest);
-            } else if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
-                *newest = (*newest).max(t);
-            }
-        }
-    }
-    let mut newest = SystemTime::UNIX_EPOCH;
-    walk(&repo().join("src"), &mut newest);
-    newest
-}
-
-fn modified(p: &Path) -> Option<SystemTime> {
-    std::fs::metadata(p).and_then(|m| m.modified()).ok()
-}
-
-/// The C program, compiled against include/sonoran.h and target/release/libsonoran.so
-/// (built first with `cargo build --release` when it is missing or older than src/).
+/// The C program, compiled against include/sonoran.h and target/release/libsonoran.so. Cargo
+/// decides whether the library needs building (a no-op when nothing changed; a rebuild when
+/// the last build had other features, e.g. a Lua one, which would leave C symbols unlinked).
 pub fn build_c() -> Result<PathBuf, String> {
     let lib_dir = release_dir();
-    let so = lib_dir.join("libsonoran.so");
-    if modified(&so).map_or(true, |t| t < newest_source()) {
-        eprintln!("bench: building the shared library (cargo build --release)");
-        run_checked(Command::new(env!("CARGO")).args(["build", "--release"]).current_dir(repo()))?;
-    }
+    eprintln!("bench: cargo build --release (the shared library)");
+    run_checked(Command::new(env!("CARGO")).args(["build", "--release"]).current_dir(repo()))?;
     let out_dir = lib_dir.join("bench");
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let exe = out_dir.join("bench_c");
@@ -73,20 +50,11 @@ pub fn build_c() -> Result<PathBuf, String> {
     Ok(exe)
 }
 
-/// dist/<abi>/sonoran.so for each ABI, built with scripts/build-lua.sh when missing or older
-/// than src/.
+/// dist/<abi>/sonoran.so for each ABI, through scripts/build-lua.sh: cargo decides what needs
+/// building (nothing, when nothing changed).
 pub fn build_lua(abis: &[&str]) -> Result<(), String> {
-    let newest = newest_source();
-    let stale: Vec<&str> = abis
-        .iter()
-        .copied()
-        .filter(|abi| modified(&repo().join("dist").join(abi).join("sonoran.so")).map_or(true, |t| t < newest))
-        .collect();
-    if !stale.is_empty() {
-        eprintln!("bench: building the Lua modules (scripts/build-lua.sh {})", stale.join(" "));
-        run_checked(Command::new(repo().join("scripts/build-lua.sh")).args(&stale).current_dir(repo()))?;
-    }
-    Ok(())
+    eprintln!("bench: scripts/build-lua.sh {}", abis.join(" "));
+    run_checked(Command::new(repo().join("scripts/build-lua.sh")).args(abis).current_dir(repo()))
 }
 
 /// Is `program` on PATH and can it load `module`?

@@ -1,5 +1,8 @@
--- FiveM-style server script: load sonoran, poll from a CreateThread loop, look up an account.
--- Runs on a FiveM server, or under plain Lua with the stubs in tests/lua/adapters.lua.
+-- A server script in FiveM's host-API style (CreateThread / Wait, convars, resource events):
+-- load sonoran, poll from a CreateThread loop, look up an account. It is for hosts that offer
+-- that style AND allow native Lua modules. FiveM and RedM themselves do not: their server-side
+-- Lua cannot load native modules (no package.loadlib, no C modules), so this does not run on a
+-- FiveM server. It runs under plain Lua with the stubs in tests/lua/adapters.lua.
 local sonoran = require("sonoran_loader").load()
 local adapter = require("host_adapter")
 
