@@ -25,7 +25,7 @@ const BRIAN: &str = "11000010499F33C";
 fn call(api: ApiVersion, i: usize) -> Call {
     let typed = |kind, data| Call::for_api(api, kind, data).unwrap();
     match i % 10 {
-        0 | 1 => typed(Kind::CheckApiId, json!({"apiId": if i % 20 == 0 { "nobody" } else { BRIAN }})),
+        0 | 1 => typed(Kind::CheckApiId, json!({"apiId": if i.is_multiple_of(20) { "nobody" } else { BRIAN }})),
         2 => match api {
             ApiVersion::Legacy => Call::generic("GET_VERSION", Value::Null).unwrap(),
             ApiVersion::V2 => Call::v2_request("GET", "/v2/general/version", None).unwrap(),

@@ -153,13 +153,13 @@ impl Limiter {
                 if let Some(g) = st.global.as_mut() {
                     g.refill(now);
                 }
-                let global_ready = st.global.as_ref().map_or(true, |g| g.wait().is_zero());
+                let global_ready = st.global.as_ref().is_none_or(|g| g.wait().is_zero());
                 let q = self.queue(&mut st, ty, now);
-                let unpaused = q.paused_until.map_or(true, |p| p <= now);
+                let unpaused = q.paused_until.is_none_or(|p| p <= now);
                 if let Some(b) = q.bucket.as_mut() {
                     b.refill(now);
                 }
-                let type_ready = q.bucket.as_ref().map_or(true, |b| b.wait().is_zero());
+                let type_ready = q.bucket.as_ref().is_none_or(|b| b.wait().is_zero());
                 if global_ready && unpaused && type_ready {
                     if let Some(b) = q.bucket.as_mut() {
                         b.take();
@@ -226,7 +226,7 @@ impl Limiter {
         let mut st = lock(&self.state);
         let mut released = 0;
         for (t, q) in st.types.iter_mut() {
-            if ty.map_or(true, |ty| ty == &**t) {
+            if ty.is_none_or(|ty| ty == &**t) {
                 for w in q.waiters.drain(..) {
                     let _ = w.tx.send(());
                     released += 1;
@@ -296,7 +296,7 @@ fn dispatch(st: &mut State, now: Instant) -> Option<Instant> {
                 ready_at = ready_at.max(later(now, b.wait()));
             }
             if ready_at <= now {
-                if best.as_ref().map_or(true, |(seq, _)| head.seq < *seq) {
+                if best.as_ref().is_none_or(|(seq, _)| head.seq < *seq) {
                     best = Some((head.seq, ty.clone()));
                 }
             } else {
