@@ -7,7 +7,7 @@ SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-    lua5.4 luajit lua5.1 lua-socket valgrind gcc g++ binutils ca-certificates luarocks liblua5.4-dev liblua5.1-0-dev pkg-config libssl-dev minetest-server openssl >/dev/null
+    lua5.4 luajit lua5.1 lua-socket valgrind gcc g++ binutils ca-certificates luarocks liblua5.4-dev liblua5.1-0-dev pkg-config libssl-dev minetest-server openssl redis-server >/dev/null
 # The packaging tests (tests/packaging.rs) need, from the list above: luarocks, with the Lua 5.4
 # and 5.1 headers (its build step looks for lua.h even though the rock compiles no C),
 # pkg-config, binutils' readelf, and OpenSSL's headers to build cargo-c; and cargo-c itself
@@ -16,4 +16,9 @@ $SUDO apt-get install -y -qq --no-install-recommends \
 if ! cargo cinstall --version >/dev/null 2>&1; then
     echo "installing cargo-c (cargo cinstall); it compiles for several minutes" >&2
     cargo install cargo-c --locked --version 0.10.24
+fi
+# The packages above that ship a service (redis-server, minetest-server) start it where systemd
+# runs; the tests start their own servers on free loopback ports, so stop and disable those.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now redis-server minetest-server >/dev/null 2>&1 || true
 fi

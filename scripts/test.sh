@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=""
-for tool in lua5.4 luajit lua5.1 valgrind cc c++ nm readelf pkg-config luarocks; do
+for tool in lua5.4 luajit lua5.1 valgrind cc c++ nm readelf pkg-config luarocks redis-server redis-cli openssl; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         missing="$tool"
         break

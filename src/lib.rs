@@ -7,7 +7,8 @@
 //! The rooms (the README's "Layout" has one line each): the engine (`client/`) knows neither C
 //! nor Lua nor a wire format; each API's wire format has its room under `api/`; the in-game
 //! flows (`flows/`) are written against the engine's public surface; [`ffi`] is the C ABI and
-//! `lua/` (behind the `lua54` / `luajit` / `lua51` features) the Lua module, both thin faces.
+//! `lua/` (behind the `lua54` / `luajit` / `lua51` features; `gmod` adds Garry's Mod's entry
+//! points to the LuaJIT build) the Lua module, both thin faces.
 
 mod api;
 mod client;
@@ -28,14 +29,15 @@ mod transport;
     all(feature = "luajit", feature = "lua51")
 ))]
 compile_error!(
-    "enable exactly one of the features lua54, luajit, lua51: each build of the Lua module targets one Lua ABI"
+    "enable exactly one of the features lua54, luajit, lua51 (gmod is the luajit build plus Garry's Mod's entry \
+     points): each build of the Lua module targets one Lua ABI"
 );
 
 pub use api::RetryClass;
 pub use client::{Callback, Client, ClientStats, Engine, Handler, Level, LogHook, Prepare};
 pub use config::{
-    ApiKey, ApiVersion, Config, Delivery, IdentifierType, Rate, RateLimits, SetApiIdForm, DEFAULT_GLOBAL_RATE,
-    MAX_SERVER_WAIT, MIN_API_KEY_CHARS,
+    ApiKey, ApiVersion, Config, Delivery, IdentifierType, Rate, RateLimits, SetApiIdForm, SharedBudget,
+    DEFAULT_GLOBAL_RATE, MAX_SERVER_WAIT, MIN_API_KEY_CHARS,
 };
 pub use error::{Refusal, RefusalKind};
 pub use flows::link_code::CREATE_LINK_CODE;

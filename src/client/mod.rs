@@ -5,12 +5,14 @@
 //! It knows no wire format: every path, body, header and error string comes from the
 //! [`Api`](crate::api::Api) the configuration chose.
 
+mod budget;
 mod coalesce;
 mod events;
 mod pacing;
 mod queue;
 mod redact;
 mod send;
+mod shared;
 mod stats;
 mod stops;
 
@@ -48,6 +50,8 @@ pub(crate) struct Inner {
     queue: Queue,
     next_id: AtomicU64,
     limiter: Arc<Limiter>,
+    /// The budget shared with the other servers of the key (`shared_budget`), if configured.
+    shared: Option<Arc<shared::Shared>>,
     stops: stops::Stops,
     stats: Stats,
     events: Events,
@@ -119,12 +123,27 @@ impl Client {
         let (queue, delivery_thread) = Queue::new(config.delivery)?;
         let limiter = Arc::new(Limiter::new(&config.rate_limits, config.rate_limit_margin));
         handle.spawn(limiter.clone().run());
+        let shared = match &config.shared_budget {
+            Some(b) => {
+                let _in_runtime = handle.enter();
+                let s = Arc::new(shared::Shared::new(
+                    b,
+                    config.api_key.expose(),
+                    &config.rate_limits,
+                    config.rate_limit_margin,
+                )?);
+                handle.spawn(s.fallback.clone().run());
+                Some(s)
+            }
+            None => None,
+        };
         let inner = Arc::new_cyclic(|me| Inner {
             api,
             transport,
             queue,
             next_id: AtomicU64::new(1),
             limiter,
+            shared,
             stops: stops::Stops::default(),
             stats: Stats::new(),
             events: Events::default(),
@@ -264,7 +283,9 @@ impl Client {
     /// time spent waiting for the limiter, latency percentiles, stopped and paused types.
     pub fn stats(&self) -> ClientStats {
         let inner = &self.inner;
-        stats::snapshot(&inner.stats, &inner.limiter, &inner.stops, inner.queue.outstanding())
+        let mut s = stats::snapshot(&inner.stats, &inner.limiter, &inner.stops, inner.queue.outstanding());
+        s.shared_budget = inner.shared.as_ref().map_or(serde_json::Value::Null, |b| b.to_value());
+        s
     }
 
     /// Install a log hook (or remove it with `None`): it receives a line for each decision the
@@ -279,8 +300,15 @@ impl Client {
     /// Lift every stop put on sending by a fatal configuration answer and every 429 pause, at
     /// once (for a host that has fixed what was wrong, e.g. the API was enabled for its plan).
     pub fn resume(&self) {
-        self.inner.stops.reset();
-        self.inner.limiter.clear_pauses();
+        let inner = &self.inner;
+        if let Some(shared) = inner.shared.clone() {
+            // The other servers of the key are told too: their next admission finds no stop.
+            let types: Vec<String> = inner.stops.snapshot().into_iter().filter_map(|(t, _)| t).collect();
+            let buckets: Vec<String> = inner.limiter.pauses().into_iter().map(|(b, _)| b.to_string()).collect();
+            self.handle.spawn(async move { shared.publish_resume(types, buckets).await });
+        }
+        inner.stops.reset();
+        inner.limiter.clear_pauses();
     }
 
     /// Cancel a request that has not completed: it completes with `CANCELLED` (delivered like any

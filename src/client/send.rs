@@ -186,15 +186,13 @@ impl Inner {
             }
         }
         match self.stops.check(ty) {
-            Check::Stopped { stop, every_type } => Err(disabled_failure(ty, &stop, every_type)),
-            Check::Reopened(stop) => {
-                self.log(Level::Info, || {
-                    format!("sending {ty} again: the stop after {} ran out (disable_cooldown_ms)", stop.cause)
-                });
-                Ok(())
-            }
-            Check::Open => Ok(()),
+            Check::Stopped { stop, every_type } => return Err(disabled_failure(ty, &stop, every_type)),
+            Check::Reopened(stop) => self.log(Level::Info, || {
+                format!("sending {ty} again: the stop after {} ran out (disable_cooldown_ms)", stop.cause)
+            }),
+            Check::Open => {}
         }
+        self.shared_turn(p, ctx).await
     }
 
     /// One HTTP call and the classification of its answer; no policy. A failure's message is
@@ -249,6 +247,7 @@ impl Inner {
                 let pause = f.retry_after_ms.map(Duration::from_millis).unwrap_or(self.config.rate_limit_pause);
                 let until = Instant::now() + pause;
                 self.limiter.pause(&p.pacing_key, until);
+                self.share_pause(&p.pacing_key, pause);
                 let retry = attempt < max && until < ctx.deadline;
                 self.log(Level::Warn, || {
                     let why = match asked {
@@ -310,6 +309,7 @@ impl Inner {
     fn stop(&self, ty: Option<&Arc<str>>, f: &Failure, who: &dyn Fn() -> String) {
         let cooldown = self.config.disable_cooldown;
         self.stops.trip(ty.map(|t| &**t), f.code, &f.message, cooldown);
+        self.share_stop(ty.map(|t| &**t), f.code, cooldown);
         self.limiter.flush(ty.map(|t| &**t));
         self.log(Level::Error, || match ty {
             None => format!(

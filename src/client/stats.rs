@@ -20,7 +20,7 @@ pub(crate) struct Histogram {
 }
 
 impl Histogram {
-    fn new() -> Histogram {
+    pub(crate) fn new() -> Histogram {
         Histogram { buckets: std::array::from_fn(|_| AtomicU64::new(0)), max_ms: AtomicU64::new(0) }
     }
 
@@ -31,7 +31,7 @@ impl Histogram {
         self.max_ms.fetch_max(ms, Ordering::Relaxed);
     }
 
-    fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
         let total: u64 = counts.iter().sum();
         let max = self.max_ms.load(Ordering::Relaxed);
@@ -169,6 +169,9 @@ pub struct ClientStats {
     pub disabled: Value,
     /// Types paused by a 429: `{"TYPE": remaining ms}`.
     pub paused: Value,
+    /// With `shared_budget`: `{"mode": "shared" | "local", "redis_round_trip_ms": {...},
+    /// "fallbacks": n, "redis_errors": n}`; null without.
+    pub shared_budget: Value,
 }
 
 impl ClientStats {
@@ -190,6 +193,7 @@ impl ClientStats {
             "request_latency_ms": self.request_latency_ms,
             "disabled": self.disabled,
             "paused": self.paused,
+            "shared_budget": self.shared_budget,
         })
     }
 }
@@ -220,6 +224,7 @@ pub(super) fn snapshot(st: &Stats, limiter: &Limiter, stops: &Stops, pending: us
         request_latency_ms,
         disabled: Value::Object(disabled),
         paused: Value::Object(paused),
+        shared_budget: Value::Null,
     }
 }
 

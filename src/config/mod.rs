@@ -214,6 +214,51 @@ pub struct Config {
     /// An HTTP proxy for every request (`proxy`), or none. Environment proxies (`HTTP_PROXY`,
     /// `ALL_PROXY`, ...) are never used: only this setting sends requests through a proxy.
     pub proxy: Option<String>,
+    /// One rate budget for every server of this key, through Redis (`shared_budget`), or none.
+    pub shared_budget: Option<SharedBudget>,
+}
+
+/// One rate budget for several servers of one API key (`shared_budget`): every bucket of
+/// `rate_limits`, the 429 pauses and the fatal stops are kept in Redis, keyed by a hash of the
+/// key, so the servers together stay within the limits.
+#[derive(Clone, PartialEq)]
+pub struct SharedBudget {
+    /// `redis://[user:password@]host[:port][/db]`. It may carry a password: never printed.
+    pub redis_url: String,
+    /// First part of every Redis key the library writes.
+    pub prefix: String,
+    /// Longest wait for one Redis round trip; past it the local share takes over.
+    pub timeout: Duration,
+    /// Share of each limit one server uses on its own while Redis is unreachable.
+    pub fallback_share: f64,
+    /// How long after Redis failed the client tries it again.
+    pub retry: Duration,
+}
+
+impl SharedBudget {
+    /// A shared budget at `redis_url` with the defaults: prefix `sonoran`, 250 ms per round
+    /// trip, a quarter of each limit while Redis is away, a new try every 5 s.
+    pub fn new(redis_url: impl Into<String>) -> Self {
+        SharedBudget {
+            redis_url: redis_url.into(),
+            prefix: "sonoran".into(),
+            timeout: Duration::from_millis(250),
+            fallback_share: 0.25,
+            retry: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for SharedBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedBudget")
+            .field("redis_url", &"[redacted]")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("fallback_share", &self.fallback_share)
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 /// The client-side token buckets. A request waits (in arrival order) until its type's bucket,
@@ -285,6 +330,7 @@ impl Config {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             proxy: None,
+            shared_budget: None,
         }
     }
 

@@ -2,7 +2,9 @@
 //! refused, and every refusal names the key (`config.timeout_ms: expected an integer from 1 to
 //! 600000`) without quoting the value given.
 
-use super::{resolve_api_url, ApiVersion, Config, Delivery, IdentifierType, Rate, RateLimits, SetApiIdForm};
+use super::{
+    resolve_api_url, ApiVersion, Config, Delivery, IdentifierType, Rate, RateLimits, SetApiIdForm, SharedBudget,
+};
 use crate::error::{Refusal, RefusalKind};
 use crate::text::{json_error, printable};
 use serde::de::{self, Deserializer, Visitor};
@@ -64,6 +66,47 @@ struct RawConfig {
     max_request_bytes: Option<Int<1024, { 64 << 20 }>>,
     max_connections: Option<Int<1, 1024>>,
     proxy: Option<String>,
+    shared_budget: Option<RawShared>,
+}
+
+/// `{"redis_url": ..., "prefix": ..., "timeout_ms": ..., "servers" or "fallback_share": ...,
+/// "retry_ms": ...}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShared {
+    redis_url: String,
+    prefix: Option<String>,
+    timeout_ms: Option<Int<1, 10_000>>,
+    servers: Option<Int<1, 1000>>,
+    fallback_share: Option<Number>,
+    retry_ms: Option<Int<100, 600_000>>,
+}
+
+impl RawShared {
+    fn into_budget(self) -> Result<SharedBudget, Refusal> {
+        let mut b = SharedBudget::new(self.redis_url.trim());
+        if let Some(p) = self.prefix {
+            b.prefix = p;
+        }
+        if let Some(v) = self.timeout_ms {
+            b.timeout = Duration::from_millis(v.0);
+        }
+        b.fallback_share = match (self.servers, self.fallback_share) {
+            (Some(_), Some(_)) => {
+                return Err(Refusal::field(
+                    "config.shared_budget",
+                    "give servers (each server then uses 1/servers of a limit alone) or fallback_share, not both",
+                ))
+            }
+            (Some(n), None) => 1.0 / n.0 as f64,
+            (None, Some(Number(f))) => f,
+            (None, None) => b.fallback_share,
+        };
+        if let Some(v) = self.retry_ms {
+            b.retry = Duration::from_millis(v.0);
+        }
+        Ok(b)
+    }
 }
 
 /// `{"per_second": number, "burst": integer}`.
@@ -149,6 +192,7 @@ impl RawConfig {
             cfg.max_connections = v.0 as usize;
         }
         cfg.proxy = self.proxy.map(|p| p.trim().trim_end_matches('/').to_string());
+        cfg.shared_budget = self.shared_budget.map(RawShared::into_budget).transpose()?;
         Ok(cfg)
     }
 }

@@ -48,6 +48,9 @@ impl Config {
         if self.max_connections == 0 || self.max_connections > 1024 {
             return Err(Refusal::field("config.max_connections", "expected an integer from 1 to 1024"));
         }
+        if let Some(b) = &self.shared_budget {
+            check_shared_budget(b)?;
+        }
         if let Some(r) = &self.rate_limits.global {
             r.check("config.rate_limits.global")?;
         }
@@ -174,6 +177,33 @@ fn check_header_value(field: &str, value: &str) -> Result<(), Refusal> {
     }
     if value.len() > 512 {
         return Err(Refusal::field(field, "is longer than 512 bytes"));
+    }
+    Ok(())
+}
+
+/// `shared_budget`: a `redis://` URL (checked again, and parsed, when the client starts), a
+/// prefix of plain characters, a share of a limit in (0, 1].
+fn check_shared_budget(b: &super::SharedBudget) -> Result<(), Refusal> {
+    if !b.redis_url.starts_with("redis://") {
+        return Err(Refusal::field(
+            "config.shared_budget.redis_url",
+            "expected redis://[user:password@]host[:port][/db] (Redis or Valkey)",
+        ));
+    }
+    let prefix_ok = !b.prefix.is_empty()
+        && b.prefix.len() <= 64
+        && b.prefix.bytes().all(|c| c.is_ascii_alphanumeric() || b"_-.:".contains(&c));
+    if !prefix_ok {
+        return Err(Refusal::field(
+            "config.shared_budget.prefix",
+            "expected 1 to 64 letters, digits, '_', '-', '.' or ':'",
+        ));
+    }
+    if !(b.fallback_share > 0.0 && b.fallback_share <= 1.0) {
+        return Err(Refusal::field("config.shared_budget.fallback_share", "expected a number above 0, at most 1"));
+    }
+    if b.timeout.is_zero() || b.timeout > std::time::Duration::from_secs(10) {
+        return Err(Refusal::field("config.shared_budget.timeout_ms", "expected an integer from 1 to 10000"));
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 #[path = "../../examples/emulator/mod.rs"]
 pub mod emulator;
 pub mod hostile;
+pub mod redis;
 
 #[allow(unused_imports)]
 pub use emulator::{Emulator, Faults, LogEntry, Options, RateLimit, RetryAfter};

@@ -1,0 +1,150 @@
+//! How a request passes the budget it shares with the other servers of its API key
+//! (`shared_budget`, kept in Redis by [`super::shared`]): waiting for a shared token, honouring
+//! a pause or a stop another server met, the local share while Redis is away; and telling the
+//! other servers about this server's own pauses and stops.
+
+use super::send::{Prepared, RequestCtx};
+use super::shared::Admit;
+use super::stats::Gauge;
+use super::stops::{disabled_failure, Check};
+use super::Level;
+use crate::response::{ErrorCode, Failure};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl super::Inner {
+    /// A request's admission by the budget shared with the other servers of the key (with
+    /// `shared_budget`; at once without): it waits for a token the servers share, honours a
+    /// pause or a stop another server met, and falls back to the local share while Redis is
+    /// away. Called once the local limiter released the request.
+    pub(super) async fn shared_turn(&self, p: &Prepared, ctx: RequestCtx) -> Result<(), Failure> {
+        let Some(shared) = &self.shared else { return Ok(()) };
+        let ty = &p.request_type;
+        let gate = shared.gate(&p.pacing_key);
+        let _gate = {
+            let _queued = Gauge::up(&self.stats.queued);
+            tokio::time::timeout_at(ctx.deadline, gate.lock()).await.map_err(|_| {
+                Failure::new(
+                    0,
+                    ErrorCode::Timeout,
+                    "not sent: waited for its turn in the budget shared with the other servers of this key                      (shared_budget) and reached its deadline (timeout_ms)",
+                )
+            })?
+        };
+        loop {
+            let admit = shared.admit(ty, &p.pacing_key).await;
+            match shared.transition() {
+                Some(false) => self.log(Level::Warn, || {
+                    "shared budget: Redis is unreachable or slow; this server now paces itself with its local \
+                     share of each limit (shared_budget.fallback_share) and tries Redis again every retry_ms"
+                        .to_string()
+                }),
+                Some(true) => self.log(Level::Info, || {
+                    "shared budget: Redis answers again; the servers of this key share one budget again".to_string()
+                }),
+                None => {}
+            }
+            let wait = match admit {
+                Admit::Go => return Ok(()),
+                Admit::Unavailable => {
+                    let _queued = Gauge::up(&self.stats.queued);
+                    let turn = tokio::time::timeout_at(ctx.deadline, shared.fallback.acquire(&p.pacing_key)).await;
+                    return turn.map_err(|_| {
+                        Failure::new(
+                            0,
+                            ErrorCode::Timeout,
+                            "not sent: waited for its turn in this server's local share of the budget (Redis \
+                             unreachable) and reached its deadline (timeout_ms)",
+                        )
+                    });
+                }
+                Admit::Wait(d) => {
+                    if Instant::now() + d > ctx.deadline {
+                        return Err(Failure::new(
+                            0,
+                            ErrorCode::Timeout,
+                            format!(
+                                "not sent: the budget this server shares with the other servers of its API key \
+                                 (shared_budget) has no token for another {} ms, past this request's deadline \
+                                 (timeout_ms)",
+                                d.as_millis()
+                            ),
+                        ));
+                    }
+                    d
+                }
+                Admit::Paused(d) => {
+                    let until = Instant::now() + d;
+                    // Another server's 429 (this server's own pause is in its limiter already).
+                    let known = self.limiter.paused_until(&p.pacing_key).is_some_and(|u| u + PAUSE_SLACK >= until);
+                    if !known {
+                        self.limiter.pause(&p.pacing_key, until);
+                        self.log(Level::Warn, || {
+                            format!(
+                                "{} paused for {} ms: another server of this API key got a 429 for it (shared_budget)",
+                                p.pacing_key,
+                                d.as_millis()
+                            )
+                        });
+                    }
+                    if until > ctx.deadline {
+                        let mut f = Failure::new(
+                            0,
+                            ErrorCode::RateLimited,
+                            format!(
+                                "not sent: {ty} is paused for another {} ms after a 429 the API answered a server of \
+                                 this key, past this request's deadline (timeout_ms)",
+                                d.as_millis()
+                            ),
+                        );
+                        f.retry_after_ms = Some(d.as_millis() as u64);
+                        return Err(f);
+                    }
+                    d
+                }
+                Admit::Stopped { every_type, cause, remaining } => {
+                    let scope = if every_type { None } else { Some(&**ty) };
+                    if matches!(self.stops.check(ty), Check::Open | Check::Reopened(_)) {
+                        let text = format!("{cause}, answered to another server of this API key");
+                        self.stops.trip(scope, cause, &text, remaining);
+                        self.limiter.flush(scope);
+                        self.log(Level::Error, || {
+                            format!(
+                                "sending {} stopped for {} ms: another server of this API key got {cause} \
+                                 (shared_budget); requests complete API_DISABLED until then or resume()",
+                                scope.unwrap_or("every type"),
+                                remaining.as_millis()
+                            )
+                        });
+                    }
+                    return match self.stops.check(ty) {
+                        Check::Stopped { stop, every_type } => Err(disabled_failure(ty, &stop, every_type)),
+                        _ => Err(Failure::new(0, ErrorCode::ApiDisabled, format!("not sent: {cause} stopped sending"))),
+                    };
+                }
+            };
+            let _queued = Gauge::up(&self.stats.queued);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Tell the other servers of the key about a 429 pause (in the background, bounded).
+    pub(super) fn share_pause(&self, bucket: &Arc<str>, pause: Duration) {
+        if let Some(shared) = self.shared.clone() {
+            let bucket = bucket.clone();
+            tokio::spawn(async move { shared.publish_pause(&bucket, pause).await });
+        }
+    }
+
+    /// Tell the other servers of the key about a fatal stop (in the background, bounded).
+    pub(super) fn share_stop(&self, ty: Option<&str>, cause: ErrorCode, cooldown: Duration) {
+        if let Some(shared) = self.shared.clone() {
+            let ty = ty.map(str::to_string);
+            tokio::spawn(async move { shared.publish_stop(ty.as_deref(), cause, cooldown).await });
+        }
+    }
+}
+
+/// How much later than this server's own pause a shared one must end to be another server's.
+const PAUSE_SLACK: Duration = Duration::from_millis(100);
