@@ -26,6 +26,20 @@ pub(crate) fn check_type_name(field: &str, name: &str) -> Result<(), Refusal> {
     }
 }
 
+/// Every byte outside the URL-unreserved set as `%XX` (a v2 path segment or query value; a
+/// key as it may stand in a URL, for redaction).
+pub(crate) fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// serde_json's error without any of the input: its kind and position only.
 pub(crate) fn json_error(e: &serde_json::Error) -> String {
     format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column())

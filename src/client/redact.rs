@@ -13,6 +13,7 @@
 //! - Redaction comes first, clipping after: a message is at most [`MAX_MESSAGE`] bytes, cut on
 //!   a character boundary, and a clipped message says how long the whole one was.
 
+use crate::text::percent_encode;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -130,19 +131,6 @@ fn replace_secret<'t>(text: &'t str, secret: &str) -> Cow<'t, str> {
 fn key_tail(text: &str, key: &str) -> Option<usize> {
     let bounds: Vec<usize> = key.char_indices().map(|(i, _)| i).skip(TAIL_MIN).collect();
     bounds.into_iter().rev().find(|&n| text.ends_with(&key[..n])).map(|n| text.len() - n)
-}
-
-/// Every byte outside the URL-unreserved set as `%XX`.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// At most [`MAX_MESSAGE`] bytes (whitespace around it trimmed), cut on a character boundary;

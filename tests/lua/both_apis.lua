@@ -8,25 +8,7 @@ local sonoran = require("sonoran")
 local cad = sonoran.new(H.config())
 local BRIAN_ID = "11000010499F33C"
 
-local function ok_result(res, typ)
-  H.eq(type(res), "table", "res")
-  if not res.ok then
-    error("request failed: " .. tostring(res.error.code) .. ": " .. tostring(res.error.message), 2)
-  end
-  H.eq(res.status, 200, "res.status")
-  H.eq(res.type, typ, "res.type")
-  H.eq(res.error, nil, "res.error")
-  return res
-end
-
-local function failed(res, code)
-  H.eq(res.ok, false, "res.ok")
-  H.eq(type(res.error), "table", "res.error")
-  H.eq(res.error.code, code, "res.error.code")
-  H.eq(type(res.error.message), "string", "res.error.message")
-  H.eq(res.data, nil, "res.data")
-  return res
-end
+local ok_result, failed = H.ok_result, H.failed
 
 local unpack = table.unpack or unpack
 

@@ -165,6 +165,28 @@ function H.complete_link_code(code, username)
   return H.emulator_post("/__emulator/links/complete", ('{"code":"%s","username":"%s"}'):format(code, username))
 end
 
+--- A successful result of type `typ` (status 200, no error); fails with the error otherwise.
+function H.ok_result(res, typ)
+  H.eq(type(res), "table", "res")
+  if not res.ok then
+    error("request failed: " .. tostring(res.error.code) .. ": " .. tostring(res.error.message), 2)
+  end
+  H.eq(res.status, 200, "res.status")
+  H.eq(res.type, typ, "res.type")
+  H.eq(res.error, nil, "res.error")
+  return res
+end
+
+--- A failed result with error code `code` (a message, no data).
+function H.failed(res, code)
+  H.eq(res.ok, false, "res.ok")
+  H.eq(type(res.error), "table", "res.error")
+  H.eq(res.error.code, code, "res.error.code")
+  H.eq(type(res.error.message), "string", "res.error.message")
+  H.eq(res.data, nil, "res.data")
+  return res
+end
+
 --- Poll `cad` until cond() is true; fails after `seconds` (wall clock, generous).
 function H.poll_until(cad, cond, seconds)
   local deadline = os.time() + (seconds or 20)

@@ -10,6 +10,7 @@ use super::{Api, Header, Method, Outgoing, RawResponse, RetryClass};
 use crate::error::{Refusal, RefusalKind};
 use crate::request::Call;
 use crate::response::{ErrorCode, Failure, Outcome, Success};
+use crate::text::percent_encode;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -100,19 +101,6 @@ fn selector(o: &Map<String, Value>, allowed: &[&str]) -> Result<(&'static str, V
     }
 }
 
-/// A path segment or query value, percent-encoded (everything but unreserved characters).
-fn pct(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -186,7 +174,7 @@ impl Api for V2 {
         Ok(match ty {
             "GET_ACCOUNT" => {
                 let (sel, v) = selector(o, SELECTORS)?;
-                let path = format!("/v2/general/accounts/account?{sel}={}", pct(&text(&v)));
+                let path = format!("/v2/general/accounts/account?{sel}={}", percent_encode(&text(&v)));
                 out(Method::Get, path, None, on_404(sel))
             }
             "CHECK_APIID" => {
@@ -207,7 +195,7 @@ impl Api for V2 {
                 let sync = o.get("syncId").map(text).unwrap_or_default();
                 let method =
                     if o.get("action").and_then(Value::as_u64) == Some(2) { Method::Delete } else { Method::Put };
-                let path = format!("/v2/civilian/character-links/{}", pct(&sync));
+                let path = format!("/v2/civilian/character-links/{}", percent_encode(&sync));
                 out(method, path, Some(json!({ sel: v })), on_404(sel))
             }
             "MODIFY_IDENTIFIER" => {
@@ -217,7 +205,7 @@ impl Api for V2 {
                         Refusal::new("MODIFY_IDENTIFIER: the account's UUID was not resolved first (links/check)")
                     })?,
                 };
-                let base = format!("/v2/emergency/accounts/{}/identifiers", pct(&uuid));
+                let base = format!("/v2/emergency/accounts/{}/identifiers", percent_encode(&uuid));
                 let id = o.get("identId").and_then(Value::as_u64);
                 match (o.get("action").and_then(Value::as_u64), id) {
                     (Some(0), _) => {
