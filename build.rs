@@ -39,4 +39,34 @@ fn main() {
         bindings.write_to_file(crate_dir.join("include/sonoran.h"));
     }
     println!("cargo:rustc-env=SONORAN_GENERATED_HEADER={}", out.display());
+    if std::env::var_os("CARGO_FEATURE_GMOD").is_some() && env("CARGO_CFG_TARGET_OS") == "linux" {
+        link_gmod_lua_shared();
+    }
+}
+
+/// The Garry's Mod build (feature `gmod`) names the server's Lua library as a dependency:
+/// `lua_shared.so`, found through the run path `$ORIGIN/../../../bin/linux64` (the module lives
+/// in `garrysmod/lua/bin/`, the 64-bit server's LuaJIT in `bin/linux64/lua_shared.so`) or the
+/// server's LD_LIBRARY_PATH. The server loads that library without making its symbols global,
+/// so a module that only leaves `lua_*` undefined fails to load there ("undefined symbol");
+/// Garry's Mod's own module kits link it the same way. The loader then finds the copy the server
+/// already has (same file), and binds the module's `lua_*` to it.
+///
+/// The link needs a library with that name at build time: an empty stub whose soname is
+/// `lua_shared.so`, made with the C compiler that links Rust on Linux.
+fn link_gmod_lua_shared() {
+    let dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("gmod");
+    std::fs::create_dir_all(&dir).expect("OUT_DIR/gmod");
+    let stub = dir.join("lua_shared_stub.so");
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-nostdlib", "-Wl,-soname,lua_shared.so", "-x", "c", "/dev/null", "-o"])
+        .arg(&stub)
+        .status()
+        .expect("running cc to make the lua_shared.so stub for the gmod build");
+    assert!(status.success(), "cc could not make the lua_shared.so stub for the gmod build");
+    // --no-as-needed: the stub defines nothing, and the dependency must be recorded anyway.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--no-as-needed");
+    println!("cargo:rustc-cdylib-link-arg={}", stub.display());
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--as-needed");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-rpath,$ORIGIN/../../../bin/linux64");
 }

@@ -7,7 +7,7 @@ SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-    lua5.4 luajit lua5.1 lua-socket valgrind gcc g++ binutils ca-certificates luarocks liblua5.4-dev liblua5.1-0-dev pkg-config libssl-dev minetest-server openssl redis-server >/dev/null
+    lua5.4 luajit lua5.1 lua-socket valgrind gcc g++ binutils ca-certificates luarocks liblua5.4-dev liblua5.1-0-dev libluajit-5.1-dev pkg-config libssl-dev minetest-server openssl redis-server >/dev/null
 # The packaging tests (tests/packaging.rs) need, from the list above: luarocks, with the Lua 5.4
 # and 5.1 headers (its build step looks for lua.h even though the rock compiles no C),
 # pkg-config, binutils' readelf, and OpenSSL's headers to build cargo-c; and cargo-c itself

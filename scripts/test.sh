@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: builds the Lua modules (dist/<abi>/sonoran.so), checks formatting and lints,
+# The test command: builds the Lua modules (dist/<abi>/sonoran.so, and Garry's Mod's
+# dist/gmod/gmsv_sonoran_linux64.dll), checks formatting and lints,
 # then runs every test (Rust unit and integration tests, the C and C++ hosts, valgrind, and the
 # Lua scripts under lua5.4, luajit and lua5.1), all against the offline emulator on loopback.
 set -euo pipefail
@@ -13,7 +14,7 @@ for tool in lua5.4 luajit lua5.1 valgrind cc c++ nm readelf pkg-config luarocks 
     fi
 done
 if [ -z "$missing" ]; then
-    for header in /usr/include/lua5.4/lua.h /usr/include/lua5.1/lua.h; do
+    for header in /usr/include/lua5.4/lua.h /usr/include/lua5.1/lua.h /usr/include/luajit-2.1/lua.h; do
         [ -f "$header" ] || missing="$header"
     done
 fi
@@ -31,9 +32,10 @@ if [ -n "$missing" ]; then
 fi
 
 scripts/build-lua.sh
+scripts/build-lua.sh gmod
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
-for abi in lua54 luajit lua51; do
+for abi in lua54 luajit lua51 gmod; do
     cargo clippy --features "$abi" --target-dir target/lua --lib -- -D warnings
 done
 # The C and C++ hosts link target/debug/libsonoran.so: build the cdylib before the tests.

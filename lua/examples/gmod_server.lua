@@ -1,7 +1,11 @@
--- Garry's Mod-style server script: poll from a timer, look up an account.
--- Runs on a server that allows binary modules, or under plain Lua with the stubs in
--- tests/lua/adapters.lua.
-local sonoran = require("sonoran_loader").load()
+-- A Garry's Mod server script: poll from a timer, look up an account.
+-- Install (see the README's Hosts table): garrysmod/lua/bin/gmsv_sonoran_linux64.dll (from
+-- `scripts/build-lua.sh gmod`) and lua/host_adapter.lua as garrysmod/lua/includes/modules/.
+-- Garry's Mod's require loads the binary module, whose gmod13_open sets the global `sonoran`
+-- (require itself returns nothing). tests/lua/adapters.lua runs this under plain LuaJIT with
+-- stubs for timer, hook and GetConVar.
+require("sonoran")
+local sonoran = assert(_G.sonoran, "the sonoran binary module did not load")
 local adapter = require("host_adapter")
 
 local cad = sonoran.new({

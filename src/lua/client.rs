@@ -84,7 +84,10 @@ pub(crate) fn new(lua: &Lua, config: LuaValue) -> mlua::Result<MultiValue> {
     match r {
         Ok(c) => {
             let idle = idle_function(lua, &c.client)?;
-            Ok(MultiValue::from_iter([LuaValue::UserData(lua.create_userdata(c)?), LuaValue::Function(idle)]))
+            let client = lua.create_userdata(c)?;
+            #[cfg(feature = "gmod")]
+            super::gmod::track(lua, &client)?;
+            Ok(MultiValue::from_iter([LuaValue::UserData(client), LuaValue::Function(idle)]))
         }
         Err(e) => answer::<bool>(lua, Err(e)),
     }
@@ -157,6 +160,16 @@ impl LuaClient {
 }
 
 impl LuaClient {
+    /// `cad:close()`: stop accepting requests, complete the pending ones as SHUTDOWN (their
+    /// callbacks run on later polls) and join the library's threads. Idempotent.
+    pub(super) fn close(&self) {
+        self.client.close();
+        let freer = self.freer.borrow_mut().take();
+        if let Some(f) = freer {
+            f.stop();
+        }
+    }
+
     /// Free a poll's delivered results: on the freer thread while there is one, else here.
     fn free(&self, batch: Vec<crate::Completion>) {
         if batch.is_empty() {
@@ -337,11 +350,7 @@ impl UserData for LuaClient {
         });
 
         methods.add_method("close", |_, this, ()| {
-            this.client.close();
-            let freer = this.freer.borrow_mut().take();
-            if let Some(f) = freer {
-                f.stop();
-            }
+            this.close();
             Ok(())
         });
     }

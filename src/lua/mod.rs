@@ -4,10 +4,13 @@
 //! A thin translator over the core: `client.rs` is the userdata (core client + registry-held
 //! callbacks), `convert.rs` Lua to JSON, `push.rs` JSON to Lua, `poll.rs` the poll fast path
 //! and the freer thread, and `sonoran.lua` the Lua face (methods that raise errors at the
-//! caller's line, the protected callback runner, `await`).
+//! caller's line, the protected callback runner, `await`). `gmod.rs` (feature `gmod`, a LuaJIT
+//! build) adds Garry's Mod's binary-module entry points.
 
 mod client;
 mod convert;
+#[cfg(feature = "gmod")]
+mod gmod;
 mod poll;
 mod push;
 
@@ -60,6 +63,13 @@ unsafe fn running_interpreter(state: *mut ffi::lua_State) -> (String, Option<&'s
 /// interpreter other than the one this build is for.
 #[no_mangle]
 pub unsafe extern "C-unwind" fn luaopen_sonoran(state: *mut ffi::lua_State) -> c_int {
+    refuse_other_interpreters(state);
+    Lua::entrypoint1(state, module)
+}
+
+/// Raise a Lua error naming both interpreters when `state` is not one this build is for; return
+/// when it is. Every entry point calls it before anything else touches the state.
+unsafe fn refuse_other_interpreters(state: *mut ffi::lua_State) {
     let refused = {
         let (running, abi) = running_interpreter(state);
         if abi == Some(BUILT_FOR.1) {
@@ -80,7 +90,6 @@ pub unsafe extern "C-unwind" fn luaopen_sonoran(state: *mut ffi::lua_State) -> c
         // Nothing owned is alive here: lua_error does not return.
         ffi::lua_error(state);
     }
-    Lua::entrypoint1(state, module)
 }
 
 /// `sonoran.parse_session(text_or_table)`: the capture table, or `nil, message`.

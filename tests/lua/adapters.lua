@@ -84,7 +84,10 @@ H.test("Garry's Mod-style example: timer.Create poll and ShutDown hook", functio
   local host = gmod_host()
   local done
   hook.Add("SonoranExampleDone", "test", function(res) done = res end)
+  -- What gmod13_open does when Garry's Mod's require loads the binary module: the global.
+  _G.sonoran = require("sonoran")
   dofile("lua/examples/gmod_server.lua")
+  _G.sonoran = nil
   H.tick_until(host.think, function() return done end)
   H.eq(done.ok, true, "result")
   H.eq(done.data.username, "OfficerJones", "username")
