@@ -5,9 +5,10 @@
 --
 -- It looks for <root>/<abi>/sonoran.so, where <abi> is luajit, lua54 or lua51, and <root> is the
 -- argument when given; otherwise, in order: $SONORAN_DIST, dist/ beside this file, this file's
--- own directory and dist/ one level up. The module is registered as package.loaded.sonoran, so a later
--- require("sonoran") returns it. Needs package.loadlib (absent in sandboxed hosts: there, put
--- the right sonoran.so on package.cpath yourself).
+-- own directory and dist/ one level up, and last the sonoran.so that require("sonoran") would
+-- find on package.cpath (a LuaRocks install puts it there). The module is registered as
+-- package.loaded.sonoran, so a later require("sonoran") returns it. Needs package.loadlib
+-- (absent in sandboxed hosts: there, put the right sonoran.so on package.cpath yourself).
 local M = {}
 
 --- The ABI name of the running interpreter: "luajit", "lua54" or "lua51" (nil, message otherwise).
@@ -58,7 +59,14 @@ function M.load(root)
     error("sonoran: package.loadlib is not available here; put dist/" .. abi .. "/?.so on package.cpath", 2)
   end
   local tried = {}
-  for _, path in ipairs(M.candidates(root)) do
+  local paths = M.candidates(root)
+  if not root then
+    -- Last, the module on package.cpath (a LuaRocks tree's lib/lua/<version>/sonoran.so).
+    for template in package.cpath:gmatch("[^;]+") do
+      if template:find("?", 1, true) then paths[#paths + 1] = (template:gsub("%?", "sonoran")) end
+    end
+  end
+  for _, path in ipairs(paths) do
     if exists(path) then
       local open, err = package.loadlib(path, "luaopen_sonoran")
       if not open then error("sonoran: could not load " .. path .. ": " .. tostring(err), 2) end
