@@ -70,9 +70,9 @@
 
 /* The version of the library this header belongs to (the ABI policy is in the README). */
 #define SONORAN_VERSION_MAJOR 0
-#define SONORAN_VERSION_MINOR 1
+#define SONORAN_VERSION_MINOR 2
 #define SONORAN_VERSION_PATCH 0
-#define SONORAN_VERSION_STRING "0.1.0"
+#define SONORAN_VERSION_STRING "0.2.0"
 
 /*
  Log levels passed to `sonoran_log_callback`.
@@ -293,7 +293,7 @@ const char *sonoran_last_error(void);
 int32_t sonoran_last_error_code(void);
 
 /*
- The library version, e.g. "0.1.0". A static string; do not free it.
+ The library version, e.g. "0.2.0". A static string; do not free it.
  */
 const char *sonoran_version(void);
 

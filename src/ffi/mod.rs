@@ -378,7 +378,7 @@ pub const SONORAN_REFUSED_SYSTEM: i32 = 6;
 /// The library caught a panic (a bug; please report it).
 pub const SONORAN_REFUSED_INTERNAL: i32 = 7;
 
-/// The library version, e.g. "0.1.0". A static string; do not free it.
+/// The library version, e.g. "0.2.0". A static string; do not free it.
 #[no_mangle]
 pub extern "C" fn sonoran_version() -> *const c_char {
     quiet(std::ptr::null(), || VERSION.as_ptr())

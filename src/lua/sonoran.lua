@@ -18,7 +18,7 @@ M.object_mt = native.object_mt
 M.ERROR_CODES = native.error_codes
 M.ABI = native.abi
 
---- The library version, e.g. "0.1.0".
+--- The library version, e.g. "0.2.0".
 function M.version()
   return native.version
 end

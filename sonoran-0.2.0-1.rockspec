@@ -7,7 +7,7 @@
 -- and change `version` below together with Cargo.toml's.
 rockspec_format = "3.0"
 package = "sonoran"
-version = "0.1.0-1"
+version = "0.2.0-1"
 source = {
    -- `luarocks make` builds the checkout it runs in and never fetches this. No public address
    -- of the repository is recorded yet, so `luarocks build` / `luarocks install` of this file
