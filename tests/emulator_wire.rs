@@ -25,6 +25,9 @@ fn client() -> reqwest::Client {
 }
 
 fn client_timeout(t: Duration) -> reqwest::Client {
+    // reqwest is built without a default TLS provider (the library brings its own configured
+    // one); this test's plain client needs a process default even for http:// URLs.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder().no_proxy().timeout(t).build().expect("client")
 }
 

@@ -84,6 +84,22 @@ local function bench_submit(metric, method, data)
   report(metric, "us", samples)
 end
 
+-- Baseline of the same interpreter: one call of a plain C function through the Lua C API
+-- (LuaSocket's gettime, which reads the clock; not a builtin LuaJIT compiles away), timed like
+-- the idle poll below: batches of 100.
+local function bench_bare_c_call()
+  local samples = {}
+  local PER = 100
+  local f = socket.gettime
+  for _ = 1, 5000 do
+    local t0 = now()
+    for _ = 1, PER do f() end
+    local t1 = now()
+    samples[#samples + 1] = (t1 - t0) * 1e9 / PER
+  end
+  report(prefix .. "_bare_c_call", "ns", samples)
+end
+
 local function bench_idle_poll()
   local cad = new_client()
   local samples = {}
@@ -140,5 +156,6 @@ end
 
 bench_submit(prefix .. "_submit_get_account", "get_account", { username = "SonoranBrian" })
 bench_submit(prefix .. "_submit_set_api_id", "set_api_id", { username = "OfficerJones", apiIds = { "110000100000001" } })
+bench_bare_c_call()
 bench_idle_poll()
 bench_stall()

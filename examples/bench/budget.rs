@@ -89,7 +89,7 @@ pub fn official_style(window: Duration) -> Budget {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let (community, key, url) = (emu.community_id(), emu.api_key(), emu.base_url());
     let b = rt.block_on(async move {
-        let http = reqwest::Client::new();
+        let http = crate::throughput::plain_reqwest();
         let state = Arc::new(Mutex::new((0u64, 0u64, 0u64, None::<Instant>))); // ok, calls, lost, dropped_until
         let start = Instant::now();
         let end = start + window;

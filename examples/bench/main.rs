@@ -9,9 +9,10 @@
 //! Scenarios: `c` (submit / poll / stall from a C program), `lua` (the same from lua5.4 and
 //! luajit), `luasocket` (a blocking LuaSocket POST from lua5.4), `throughput` (against a plain
 //! reqwest client), `memory` (resident growth per 10,000 pending requests), `budget` (60 calls
-//! per minute, coalescing off and on, and an official-style client). Each prints a Markdown
-//! table; a summary of the targets follows. `BENCH_BUDGET_SECS` shortens the budget window
-//! (default 60 s). See BENCHMARKS.md.
+//! per minute, coalescing off and on, and an official-style client), `shared` (the added
+//! latency of the shared budget's Redis check, next to the local bucket alone; skipped when
+//! redis-server is not installed). Each prints a Markdown table; a summary of the targets
+//! follows. `BENCH_BUDGET_SECS` shortens the budget window (default 60 s). See BENCHMARKS.md.
 
 #[path = "../emulator/mod.rs"]
 mod emulator;
@@ -19,6 +20,7 @@ mod emulator;
 mod budget;
 mod external;
 mod report;
+mod shared;
 mod throughput;
 
 use emulator::{Emulator, Faults, Options};
@@ -27,7 +29,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-const SCENARIOS: [&str; 6] = ["c", "lua", "luasocket", "throughput", "memory", "budget"];
+const SCENARIOS: [&str; 7] = ["c", "lua", "luasocket", "throughput", "memory", "budget", "shared"];
 
 struct Bench {
     emu: Emulator,
@@ -85,6 +87,7 @@ fn main() {
     step("throughput", &scenario_throughput, &mut b);
     step("memory", &scenario_memory, &mut b);
     step("budget", &scenario_budget, &mut b);
+    step("shared", &scenario_shared, &mut b);
     report::print_summary(&b.checks);
     if !failed.is_empty() {
         eprintln!("bench: scenarios that failed to run: {}", failed.join(" "));
@@ -404,5 +407,41 @@ fn scenario_budget(b: &mut Bench) -> Result<(), String> {
             r.received_429 == 0,
         );
     }
+    Ok(())
+}
+
+fn scenario_shared(b: &mut Bench) -> Result<(), String> {
+    let title = "Shared budget: the added latency of the Redis check";
+    let Some(m) = shared::run(&b.emu.base_url(), &b.emu.community_id(), &b.emu.api_key())? else {
+        let why = "skipped: redis-server is not installed (Debian: apt-get install redis-server, or \
+                   scripts/install-deps.sh)";
+        eprintln!("bench: shared: {why}");
+        println!("\n### {title}\n\n{why}");
+        return Ok(());
+    };
+    let mut t = Table::new(
+        title,
+        &format!(
+            "{} sequential GET_ACCOUNT per client ({} alternating rounds of {}, after a warm-up), submit to \
+             result (`delivery: \"thread\"`, the result handed to the submitting thread), against the same \
+             emulator: one client with the local bucket alone, one with `shared_budget` too (one EVALSHA round \
+             trip per request to a redis-server on loopback started for the run). Both with a global bucket of \
+             100,000/s, so that no request ever waits for a token: what differs is the check itself. {} failed.",
+            shared::ROUNDS * shared::PER_ROUND,
+            shared::ROUNDS,
+            shared::PER_ROUND,
+            m.failed
+        ),
+    );
+    let local = Metric::from_samples("", "µs", &m.local_us);
+    let with = Metric::from_samples("", "µs", &m.shared_us);
+    t.add("local bucket alone: request latency", &local);
+    t.add("local bucket + shared check: request latency", &with);
+    t.add("added by the shared check, p50", &Metric::single("", "µs", with.median - local.median));
+    t.add("added by the shared check, p99", &Metric::single("", "µs", with.p99 - local.p99));
+    t.add("ratio shared / local (medians)", &Metric::single("", "×", with.median / local.median));
+    t.add("ratio shared / local (p99)", &Metric::single("", "×", with.p99 / local.p99));
+    t.print();
+    println!("\nThe shared client's `stats.shared_budget`: `{}`", m.shared_stats);
     Ok(())
 }

@@ -31,7 +31,7 @@ pub fn reqwest_run(url: &str, community: &str, key: &str, concurrency: usize, to
     let body = bytes::Bytes::from(body);
     let endpoint = format!("{url}/general/get_account");
     rt.block_on(async move {
-        let client = reqwest::Client::new();
+        let client = plain_reqwest();
         let issued = Arc::new(AtomicUsize::new(0));
         let deadline = Instant::now() + limit;
         let start = Instant::now();
@@ -161,4 +161,12 @@ pub fn library_run(url: &str, community: &str, key: &str, concurrency: usize, to
     drop(client);
     let d = std::mem::take(&mut *state.done.lock().unwrap());
     Run { completed: d.0 - d.1, failed: d.1, elapsed, latencies_us: d.2 }
+}
+
+/// A plain reqwest client, the baseline the library is measured against. reqwest is built
+/// without a default TLS provider (the library configures its own), so the bench, a program
+/// of its own, installs the process default once.
+pub fn plain_reqwest() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::new()
 }

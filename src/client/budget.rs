@@ -6,7 +6,7 @@
 use super::send::{Prepared, RequestCtx};
 use super::shared::Admit;
 use super::stats::Gauge;
-use super::stops::{disabled_failure, Check};
+use super::stops::{disabled_failure, Check, Stop};
 use super::Level;
 use crate::response::{ErrorCode, Failure};
 use std::sync::Arc;
@@ -107,7 +107,7 @@ impl super::Inner {
                     let scope = if every_type { None } else { Some(&**ty) };
                     if matches!(self.stops.check(ty), Check::Open | Check::Reopened(_)) {
                         let text = format!("{cause}, answered to another server of this API key");
-                        self.stops.trip(scope, cause, &text, remaining);
+                        self.stops.trip(scope, cause, &text, remaining, true);
                         self.limiter.flush(scope);
                         self.log(Level::Error, || {
                             format!(
@@ -126,6 +126,39 @@ impl super::Inner {
             };
             let _queued = Gauge::up(&self.stats.queued);
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// `Err(API_DISABLED)` while sending `ty` is stopped; `Ok(Some(stop))` once when a stop just
+    /// ran out. A stop learned from another server of the key is a copy of the one in Redis:
+    /// while the budget is shared it holds as long as Redis holds it, so `resume()` on any
+    /// server of the key (which deletes it there) lifts it here too. A stop this server met
+    /// itself, and any stop while Redis is away, holds until it runs out or `resume()` here.
+    pub(super) async fn stop_check(&self, ty: &str) -> Result<Option<Stop>, Failure> {
+        let mut asked = false;
+        loop {
+            let (stop, every_type) = match self.stops.check(ty) {
+                Check::Open => return Ok(None),
+                Check::Reopened(stop) => return Ok(Some(stop)),
+                Check::Stopped { stop, every_type } => (stop, every_type),
+            };
+            let shared = self.shared.as_ref().filter(|s| stop.borrowed && s.sharing());
+            let lifted = match shared {
+                Some(shared) if !asked => shared.stopped(ty).await == Some(false),
+                _ => false,
+            };
+            if !lifted {
+                return Err(disabled_failure(ty, &stop, every_type));
+            }
+            asked = true;
+            self.stops.lift_borrowed(ty);
+            self.log(Level::Info, || {
+                format!(
+                    "sending {ty} again: the stop after {} that another server of this API key met was lifted for \
+                     every server (resume() on one of them, or its cool-down ran out) (shared_budget)",
+                    stop.cause
+                )
+            });
         }
     }
 

@@ -11,7 +11,6 @@
 //!
 //! Retries stop at `max_attempts` sends, or when the next wait would pass the deadline.
 
-use super::stops::{disabled_failure, Check};
 use super::{Inner, Level};
 use crate::api::{Outgoing, RetryClass};
 use crate::config::{MAX_RETRY_BACKOFF, MAX_SERVER_WAIT};
@@ -89,9 +88,7 @@ impl Inner {
     pub(super) async fn execute(&self, call: &Call) -> Outcome {
         self.redactor.remember(self.api.secrets(call));
         let ctx = current_ctx(self.config.timeout);
-        if let Check::Stopped { stop, every_type } = self.stops.check(&call.request_type) {
-            return Err(disabled_failure(&call.request_type, &stop, every_type));
-        }
+        self.stop_check(&call.request_type).await?;
         if let Some(window) = self.config.coalesce.get(&*call.request_type) {
             return Box::pin(self.coalesced(call, *window, ctx)).await;
         }
@@ -108,9 +105,7 @@ impl Inner {
     /// A call encoded when it was submitted: the stop check, then the limiter queue and retries.
     pub(super) async fn send_prepared(&self, p: &Prepared) -> Outcome {
         let ctx = current_ctx(self.config.timeout);
-        if let Check::Stopped { stop, every_type } = self.stops.check(&p.request_type) {
-            return Err(disabled_failure(&p.request_type, &stop, every_type));
-        }
+        self.stop_check(&p.request_type).await?;
         self.paced(p, ctx, 1).await
     }
 
@@ -185,12 +180,10 @@ impl Inner {
                 ));
             }
         }
-        match self.stops.check(ty) {
-            Check::Stopped { stop, every_type } => return Err(disabled_failure(ty, &stop, every_type)),
-            Check::Reopened(stop) => self.log(Level::Info, || {
+        if let Some(stop) = self.stop_check(ty).await? {
+            self.log(Level::Info, || {
                 format!("sending {ty} again: the stop after {} ran out (disable_cooldown_ms)", stop.cause)
-            }),
-            Check::Open => {}
+            });
         }
         self.shared_turn(p, ctx).await
     }
@@ -308,7 +301,7 @@ impl Inner {
     /// Stop sending after a fatal answer: every type (`None`) or one, and release what waits.
     fn stop(&self, ty: Option<&Arc<str>>, f: &Failure, who: &dyn Fn() -> String) {
         let cooldown = self.config.disable_cooldown;
-        self.stops.trip(ty.map(|t| &**t), f.code, &f.message, cooldown);
+        self.stops.trip(ty.map(|t| &**t), f.code, &f.message, cooldown, false);
         self.share_stop(ty.map(|t| &**t), f.code, cooldown);
         self.limiter.flush(ty.map(|t| &**t));
         self.log(Level::Error, || match ty {

@@ -268,6 +268,20 @@ impl Shared {
         }
     }
 
+    /// Whether Redis still holds a stop of every type or of `ty`; `None` when it did not answer
+    /// within `timeout_ms`.
+    pub(crate) async fn stopped(&self, ty: &str) -> Option<bool> {
+        let cmd = redis::cmd("EXISTS").arg(self.stop_key(None)).arg(self.stop_key(Some(ty))).clone();
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, cmd.query_async::<i64>(&mut conn)).await {
+            Ok(Ok(n)) => Some(n > 0),
+            _ => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
     /// Write a 429 pause of `bucket` for every server of the key. Bounded by `timeout_ms`;
     /// a failure leaves the pause local.
     pub(crate) async fn publish_pause(&self, bucket: &str, pause: Duration) {

@@ -16,6 +16,8 @@ pub(crate) struct Stop {
     pub cause: ErrorCode,
     pub text: String,
     pub until: Instant,
+    /// Learned from another server of the key (`shared_budget`): a copy of the stop in Redis.
+    pub borrowed: bool,
 }
 
 #[derive(Default)]
@@ -74,9 +76,10 @@ impl Stops {
         reopened.map_or(Check::Open, Check::Reopened)
     }
 
-    /// Stop one type (`Some`) or every type (`None`).
-    pub(crate) fn trip(&self, ty: Option<&str>, cause: ErrorCode, text: &str, cooldown: Duration) {
-        let stop = Stop { cause, text: text.to_string(), until: Instant::now() + cooldown };
+    /// Stop one type (`Some`) or every type (`None`); `borrowed` when another server of the key
+    /// met the answer (`shared_budget`).
+    pub(crate) fn trip(&self, ty: Option<&str>, cause: ErrorCode, text: &str, cooldown: Duration, borrowed: bool) {
+        let stop = Stop { cause, text: text.to_string(), until: Instant::now() + cooldown, borrowed };
         let mut s = self.lock();
         self.any.store(true, Ordering::Release);
         match ty {
@@ -84,6 +87,20 @@ impl Stops {
             Some(t) => {
                 s.types.insert(t.to_string(), stop);
             }
+        }
+    }
+
+    /// Lift the borrowed stops that concern `ty` (of every type, and of `ty`).
+    pub(crate) fn lift_borrowed(&self, ty: &str) {
+        let mut s = self.lock();
+        if s.all.as_ref().is_some_and(|x| x.borrowed) {
+            s.all = None;
+        }
+        if s.types.get(ty).is_some_and(|x| x.borrowed) {
+            s.types.remove(ty);
+        }
+        if s.all.is_none() && s.types.is_empty() {
+            self.any.store(false, Ordering::Release);
         }
     }
 
