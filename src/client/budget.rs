@@ -4,7 +4,7 @@
 //! other servers about this server's own pauses and stops.
 
 use super::send::{Prepared, RequestCtx};
-use super::shared::Admit;
+use super::shared::{Admit, Shared};
 use super::stats::Gauge;
 use super::stops::{disabled_failure, Check, Stop};
 use super::Level;
@@ -19,7 +19,15 @@ impl super::Inner {
     /// pause or a stop another server met, and falls back to the local share while Redis is
     /// away. Called once the local limiter released the request.
     pub(super) async fn shared_turn(&self, p: &Prepared, ctx: RequestCtx) -> Result<(), Failure> {
-        let Some(shared) = &self.shared else { return Ok(()) };
+        match &self.shared {
+            // Boxed: the admission's state (a Redis round trip, waits) is allocated only while it
+            // runs, not carried in every queued request's task.
+            Some(shared) => Box::pin(self.shared_admission(shared, p, ctx)).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn shared_admission(&self, shared: &Shared, p: &Prepared, ctx: RequestCtx) -> Result<(), Failure> {
         let ty = &p.request_type;
         let gate = shared.gate(&p.pacing_key);
         let _gate = {
@@ -135,6 +143,19 @@ impl super::Inner {
     /// server of the key (which deletes it there) lifts it here too. A stop this server met
     /// itself, and any stop while Redis is away, holds until it runs out or `resume()` here.
     pub(super) async fn stop_check(&self, ty: &str) -> Result<Option<Stop>, Failure> {
+        match self.stops.check(ty) {
+            Check::Open => Ok(None),
+            Check::Reopened(stop) => Ok(Some(stop)),
+            Check::Stopped { stop, .. } if stop.borrowed && self.shared.as_ref().is_some_and(|s| s.sharing()) => {
+                // Boxed, like the admission: only a request that meets a borrowed stop pays for it.
+                Box::pin(self.borrowed_stop_check(ty)).await
+            }
+            Check::Stopped { stop, every_type } => Err(disabled_failure(ty, &stop, every_type)),
+        }
+    }
+
+    /// `stop_check` for a stop learned from another server, while Redis answers.
+    async fn borrowed_stop_check(&self, ty: &str) -> Result<Option<Stop>, Failure> {
         let mut asked = false;
         loop {
             let (stop, every_type) = match self.stops.check(ty) {
