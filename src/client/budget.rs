@@ -36,7 +36,8 @@ impl super::Inner {
                 Failure::new(
                     0,
                     ErrorCode::Timeout,
-                    "not sent: waited for its turn in the budget shared with the other servers of this key                      (shared_budget) and reached its deadline (timeout_ms)",
+                    "not sent: waited for its turn in the budget shared with the other servers of this key \
+                     (shared_budget) and reached its deadline (timeout_ms)",
                 )
             })?
         };
